@@ -1,0 +1,1 @@
+"""Run reports and tenant audit reports (HTML, PDF, CSV) with charts (a later issue)."""
