@@ -1,0 +1,32 @@
+# Chaosplane developer entry points. Everything runs from the .venv at the repo root.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install install-test run test lint
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Stamp files: pip runs again only when a requirements file changed.
+$(VENV)/.installed: requirements.txt | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-test: requirements-test.txt requirements.txt | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+	touch $@
+
+run: install
+	$(PY) -m devtools.run
+
+test: install-test
+	$(PY) -m devtools.testrun $(PYTEST_ARGS)
+
+lint: install-test
+	$(VENV)/bin/ruff check .

@@ -1,0 +1,1 @@
+"""Developer tooling for Chaosplane: local servers, the test runner and `make run`."""
