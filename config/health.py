@@ -1,6 +1,7 @@
 """GET /healthz: is the database reachable, does Redis answer, is at least one Celery worker alive?"""
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,9 +37,34 @@ def check_redis() -> str:
     return "answers PING"
 
 
+def _ping_workers(result: list[Any]) -> None:
+    conf = celery_app.conf
+    # A mailbox of our own, without the app's producer pool: the probe uses one fresh connection to
+    # the broker the settings name now, not a pooled one that may point at a broker long gone.
+    mailbox = celery_app.control.Mailbox(
+        conf.control_exchange, type="fanout", accept=conf.accept_content, serializer=conf.task_serializer
+    )
+    try:
+        with celery_app.connection_for_write(settings.CELERY_BROKER_URL) as conn:
+            conn.ensure_connection(max_retries=1, timeout=REDIS_TIMEOUT)
+            replies = mailbox(conn)._broadcast("ping", {}, None, True, WORKER_PING_TIMEOUT)
+            result.append(replies)
+    except Exception as error:  # reported by check_workers
+        result.append(error)
+
+
 def check_workers() -> str:
-    with celery_app.connection_for_write(settings.CELERY_BROKER_URL) as conn:
-        replies = celery_app.control.ping(timeout=WORKER_PING_TIMEOUT, connection=conn)
+    # kombu retries a publish until the broker answers; should Redis vanish between the Redis check
+    # and the ping, the ping thread waits for it, but this request answers within its bound.
+    result: list[Any] = []
+    thread = threading.Thread(target=_ping_workers, args=(result,), name="healthz-ping", daemon=True)
+    thread.start()
+    thread.join(WORKER_PING_TIMEOUT + 2 * REDIS_TIMEOUT + 0.5)
+    if not result:
+        raise TimeoutError("the broker stopped answering while asking the workers")
+    if isinstance(result[0], Exception):
+        raise result[0]
+    replies = result[0]
     if not replies:
         raise RuntimeError(f"no Celery worker answered within {WORKER_PING_TIMEOUT:g} s")
     names = sorted(name for reply in replies for name in reply)

@@ -8,4 +8,5 @@ urlpatterns = [
     path("api/v1/", include("config.api_urls")),
     path("admin/", admin.site.urls),
     path("", include("tenants.urls")),
+    path("", include("experiments.urls")),
 ]

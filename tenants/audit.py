@@ -104,14 +104,15 @@ def verify_chain(tenant: Tenant, batch_size: int = 2000) -> ChainReport:
         AuditEntry.objects.filter(tenant=tenant).order_by("seq").iterator(chunk_size=batch_size)
     )
     for entry in entries:
-        reason = ""
+        reason, broken_seq = "", entry.seq
         if entry.seq != expected_seq:
-            reason = f"sequence gap: expected #{expected_seq}, found #{entry.seq} (an entry was removed)"
+            reason = f"entry #{expected_seq} is missing (removed); the next stored entry is #{entry.seq}"
+            broken_seq = expected_seq
         elif entry.prev_hash != expected_prev:
             reason = "link broken: prev_hash does not match the previous entry's hash"
         elif entry_digest(entry) != entry.entry_hash:
             reason = "content changed: the stored hash does not match the entry's content"
         if reason:
-            return ChainReport(tenant.slug, count, False, expected_prev, entry.seq, entry.pk, reason)
+            return ChainReport(tenant.slug, count, False, expected_prev, broken_seq, entry.pk, reason)
         expected_prev, expected_seq, count = entry.entry_hash, entry.seq + 1, count + 1
     return ChainReport(tenant.slug, count, True, expected_prev)

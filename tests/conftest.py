@@ -3,6 +3,7 @@ who owns another tenant `globex` (Healthchecks' alice/bob/charlie, plus an outsi
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,15 @@ from tenants.models import Membership, Tenant
 from tenants.roles import Role
 
 STRICT = os.environ.get("CHAOSPLANE_STRICT") == "1"
+
+
+def pytest_configure(config: Any) -> None:
+    # A SIGTERM (CI cancelling, `timeout`) ends the run like Ctrl-C: fixtures tear down and the
+    # servers and workers tests started are stopped, instead of being orphaned in their sessions.
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 @pytest.hookimpl(hookwrapper=True)
