@@ -14,6 +14,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import audit
@@ -240,15 +241,30 @@ def authenticate_token(raw: str) -> ApiToken | None:
         return None
     prefix, secret = parts
     token = ApiToken.objects.select_related("user", "tenant").filter(prefix=prefix).first()
-    if token is None or not token.matches(secret) or not token.is_active or not token.user.is_active:
+    if token is None or not token.matches(secret) or not token_in_force(token):
         return None
-    if not Membership.objects.filter(tenant_id=token.tenant_id, user_id=token.user_id).exists():
-        return None
-    now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
+    record_token_use(token)
     return token
+
+
+def token_in_force(token: ApiToken) -> bool:
+    """Active (not revoked, not expired), its user active and still a member of its tenant."""
+    return (
+        token.is_active
+        and token.user.is_active
+        and Membership.objects.filter(tenant_id=token.tenant_id, user_id=token.user_id).exists()
+    )
+
+
+def record_token_use(token: ApiToken) -> None:
+    """Keep "last used" true to the minute, with at most one write a minute per token."""
+    now = timezone.now()
+    stale = now - timedelta(minutes=1)
+    if token.last_used_at is None or token.last_used_at < stale:
+        ApiToken.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale), pk=token.pk).update(
+            last_used_at=now
+        )
+        token.last_used_at = now
 
 
 # Policy -------------------------------------------------------------------------------------------
