@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install install-test run test lint
+.PHONY: install install-test run test lint bench
 
 install: $(VENV)/.installed
 
@@ -30,3 +30,6 @@ test: install-test
 
 lint: install-test
 	$(VENV)/bin/ruff check .
+
+bench: install-test
+	$(PY) bench/api_latency.py

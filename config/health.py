@@ -47,7 +47,7 @@ def _ping_workers(result: list[Any]) -> None:
     try:
         with celery_app.connection_for_write(settings.CELERY_BROKER_URL) as conn:
             conn.ensure_connection(max_retries=1, timeout=REDIS_TIMEOUT)
-            replies = mailbox(conn)._broadcast("ping", {}, None, True, WORKER_PING_TIMEOUT)
+            replies = mailbox(conn)._broadcast("ping", {}, None, True, WORKER_PING_TIMEOUT, limit=1)
             result.append(replies)
     except Exception as error:  # reported by check_workers
         result.append(error)
@@ -67,8 +67,9 @@ def check_workers() -> str:
     replies = result[0]
     if not replies:
         raise RuntimeError(f"no Celery worker answered within {WORKER_PING_TIMEOUT:g} s")
+    # limit=1: the first answer proves a live worker, so a healthy check returns at once.
     names = sorted(name for reply in replies for name in reply)
-    return f"{len(names)} alive: {', '.join(names)}"
+    return f"alive: {', '.join(names)}"
 
 
 def _run(check: Callable[[], str]) -> dict[str, Any]:

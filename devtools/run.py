@@ -147,7 +147,7 @@ def main() -> int:
             time.sleep(0.1)  # let its startup lines print first
             say("redis", f"up on 127.0.0.1:{redis_port}")
 
-        run_step("setup", [python, "manage.py", "migrate", "--noinput"], env)
+        run_step("setup", [python, "manage.py", "migrate", "--noinput", "-v", "0"], env)
         run_step(
             "setup",
             [
