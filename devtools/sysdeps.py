@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 # What the test suite needs. Later issues add iptables, stress-ng, chromium, ...
-TEST_PACKAGES: list[str] = ["redis-server", "postgresql"]
+TEST_PACKAGES: list[str] = ["redis-server", "postgresql", "chromium", "fonts-dejavu-core"]
 # What `make run` needs (the database is sqlite by default).
 RUN_PACKAGES: list[str] = ["redis-server"]
 

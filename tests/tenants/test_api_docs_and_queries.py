@@ -35,6 +35,15 @@ def test_the_openapi_schema_describes_every_endpoint(world: Any, api: Any) -> No
     assert "IssuedToken" in str(created)
 
 
+def test_the_schema_generates_without_warnings_and_validates(tmp_path: Any) -> None:
+    from django.core.management import call_command
+
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    schema = yaml.safe_load(out.read_text())
+    assert schema["components"]["securitySchemes"]["bearerToken"]["scheme"] == "bearer"
+
+
 def test_the_docs_page_is_served_from_here_not_a_cdn(world: Any, api: Any) -> None:
     response = api(world.viewer, "session").get("/api/v1/docs/")
     assert response.status_code == 200
