@@ -29,9 +29,11 @@ from devtools.servers import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-VAR = REPO / "var"
+# Overridable so that a test can run a second platform beside a developer's: CHAOSPLANE_VAR (Redis
+# data and logs; the SQLite file follows DATABASE_URL) and CHAOSPLANE_PORT (the web server).
+VAR = Path(os.environ.get("CHAOSPLANE_VAR") or REPO / "var")
 LOGS = VAR / "log"
-WEB_HOST, WEB_PORT = "127.0.0.1", 8000
+WEB_HOST, WEB_PORT = "127.0.0.1", int(os.environ.get("CHAOSPLANE_PORT") or 8000)
 STARTUP_TIMEOUT = 60.0
 
 _print_lock = threading.RLock()  # re-entrant: a signal may interrupt a print
@@ -122,7 +124,7 @@ def main() -> int:
     python = sys.executable
     rc = 0
     try:
-        VAR.mkdir(exist_ok=True)
+        VAR.mkdir(parents=True, exist_ok=True)
         LOGS.mkdir(exist_ok=True)
 
         # Redis: the local one on REDIS_URL's port (6379 by default), reused if it answers.
