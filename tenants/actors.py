@@ -6,12 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import Model
 
+from .models import ApiToken, Membership
 from .roles import lower_of
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
-
-    from .models import ApiToken
 
 
 class Actor:
@@ -39,8 +38,6 @@ class Actor:
         token = getattr(request, "auth", None)
         if token is None:
             token = getattr(request, "session_token", None)
-        from .models import ApiToken
-
         if not isinstance(token, ApiToken):
             token = None
         return cls(user=request.user, token=token, remote_addr=client_address(request))
@@ -70,8 +67,6 @@ class Actor:
         """tenant id -> effective role; a token reaches only its tenant, at most at its role."""
         if not self.is_authenticated or self.is_system:
             return {}
-        from .models import Membership
-
         memberships = dict(Membership.objects.filter(user=self.user).values_list("tenant_id", "role"))
         if self.token is None:
             return memberships

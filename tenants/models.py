@@ -58,7 +58,7 @@ class Membership(TenantOwned, models.Model):
 
 
 TOKEN_MARK = "cpt"  # noqa: S105 (a marker, not a secret)
-PREFIX_LENGTH = 8
+PREFIX_LENGTH = 12  # hex: 48 bits, so prefixes do not collide before many millions of tokens
 
 
 def hash_secret(secret: str) -> str:

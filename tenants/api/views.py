@@ -51,7 +51,7 @@ class TenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     @extend_schema(request=s.TenantUpdateSerializer, responses=s.TenantSerializer)
     def partial_update(self, request: Any, slug: str) -> Response:
         tenant = self.get_object()
-        if tenant not in Tenant.objects.restrict(self.actor, "change"):
+        if not Tenant.objects.restrict(self.actor, "change").filter(pk=tenant.pk).exists():
             raise PermissionDenied("Only owners can rename a tenant.")
         data = s.TenantUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(max_length=80)),
                 ('role', models.CharField(choices=[('owner', 'Owner'), ('operator', 'Operator'), ('viewer', 'Viewer')], max_length=16)),
-                ('prefix', models.CharField(editable=False, max_length=8, unique=True)),
+                ('prefix', models.CharField(editable=False, max_length=12, unique=True)),
                 ('secret_hash', models.CharField(editable=False, max_length=64)),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
                 ('expires_at', models.DateTimeField(blank=True, null=True)),

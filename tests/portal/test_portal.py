@@ -20,7 +20,7 @@ from tenants.roles import Role
 from tests.conftest import make_user
 
 SYSTEM = Actor.system_actor("system:test")
-SECRET = re.compile(r"cpt_[0-9a-f]{8}_[A-Za-z0-9_-]+")
+SECRET = re.compile(r"cpt_[0-9a-f]{12}_[A-Za-z0-9_-]+")
 
 
 def signed_in(member: Any) -> Client:
