@@ -36,6 +36,8 @@ class TenantScopeMixin:
     model: type[Model]
     #: viewset action name -> permission action, for actions the HTTP method does not describe.
     action_permissions: dict[str, str] = {}
+    #: HTTP method -> permission action, where a view's method means something else (a POST that only reads).
+    method_actions: dict[str, str] = {}
 
     actor: Actor
     tenant: Tenant
@@ -46,7 +48,11 @@ class TenantScopeMixin:
         self.actor = Actor.from_request(request)
         self.tenant = get_object_or_404(Tenant.objects.restrict(self.actor, "view"), slug=kwargs["tenant_slug"])
         action_name = getattr(self, "action", None)
-        self.permission_action = self.action_permissions.get(action_name) or METHOD_ACTIONS[request.method]
+        self.permission_action = (
+            self.action_permissions.get(action_name)
+            or self.method_actions.get(request.method)
+            or METHOD_ACTIONS[request.method]
+        )
         if not at_least(self.actor.role_in(self.tenant), self.model.role_for(self.permission_action)):
             if not self.model.grant_actions or self.permission_action not in self.model.grant_actions:
                 raise PermissionDenied(

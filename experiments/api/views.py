@@ -1,0 +1,151 @@
+"""Experiments and Chaos Mesh manifests over the API. Thin: scoping and permissions come from the
+tenant-scoped base views, validation from the catalogue, the work from experiments.services."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import parsers, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from injector.manifests import ManifestErrors
+from tenants.api.scoping import TenantScopedAPIView, TenantScopedViewSet
+
+from .. import services
+from ..filters import ExperimentFilterSet
+from ..models import Experiment
+from .serializers import (
+    ExperimentSerializer,
+    ExperimentWriteSerializer,
+    ManifestErrorSerializer,
+    ManifestItemSerializer,
+)
+
+YAML_TYPE = "application/yaml"
+
+
+class YAMLTextParser(parsers.BaseParser):
+    """Hands the YAML text over as it came; injector.manifests parses it (and says where it is wrong)."""
+
+    media_type = YAML_TYPE
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> str:
+        raw = stream.read() if stream is not None else b""
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise parsers.ParseError("the manifest is not UTF-8 text") from None
+
+
+class TextYAMLParser(YAMLTextParser):
+    media_type = "text/yaml"
+
+
+class XYAMLParser(YAMLTextParser):
+    media_type = "application/x-yaml"
+
+
+YAML_PARSERS = [YAMLTextParser, TextYAMLParser, XYAMLParser]
+
+
+class ExperimentViewSet(TenantScopedViewSet):
+    """Experiments of a tenant: everyone in it reads them; operators and owners write them. The fault
+    is checked against the catalogue (GET /api/v1/catalog/), errors name the field."""
+
+    model = Experiment
+    serializer_class = ExperimentSerializer
+    filterset_class = ExperimentFilterSet
+    lookup_field = "uuid"
+    lookup_url_kwarg = "id"
+    action_permissions = {"manifest": "view"}
+
+    def get_queryset(self) -> Any:
+        return super().get_queryset().select_related("created_by")
+
+    def list(self, request: Any, tenant_slug: str) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    def retrieve(self, request: Any, tenant_slug: str, id: str) -> Response:
+        return Response(self.get_serializer(self.get_object()).data)
+
+    @extend_schema(request=ExperimentWriteSerializer, responses={201: ExperimentSerializer})
+    def create(self, request: Any, tenant_slug: str) -> Response:
+        body = ExperimentWriteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        experiment = services.create_experiment(self.actor, self.tenant, dict(body.validated_data))
+        return Response(self.get_serializer(experiment).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ExperimentWriteSerializer, responses=ExperimentSerializer)
+    def partial_update(self, request: Any, tenant_slug: str, id: str) -> Response:
+        experiment = self.get_object()
+        body = ExperimentWriteSerializer(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        experiment = services.update_experiment(self.actor, experiment, dict(body.validated_data))
+        return Response(self.get_serializer(experiment).data)
+
+    @extend_schema(request=ExperimentWriteSerializer, responses=ExperimentSerializer)
+    def update(self, request: Any, tenant_slug: str, id: str) -> Response:
+        experiment = self.get_object()
+        body = ExperimentWriteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = {"params": {}, "selector": None, "mode": "", "value": None, "duration": "", "labels": {}} | dict(
+            body.validated_data
+        )
+        experiment = services.update_experiment(self.actor, experiment, data)
+        return Response(self.get_serializer(experiment).data)
+
+    def destroy(self, request: Any, tenant_slug: str, id: str) -> Response:
+        services.delete_experiment(self.actor, self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses={(200, YAML_TYPE): OpenApiResponse(description="The Chaos Mesh manifest.")})
+    @action(detail=True, methods=["get"])
+    def manifest(self, request: Any, tenant_slug: str, id: str) -> HttpResponse:
+        experiment = self.get_object()
+        response = HttpResponse(services.experiment_manifest(experiment), content_type=f"{YAML_TYPE}; charset=utf-8")
+        response["Content-Disposition"] = f'inline; filename="{experiment.name}.yaml"'
+        return response
+
+
+def _errors(error: ManifestErrors) -> list[dict[str, Any]]:
+    return [e.as_dict() for e in error.errors]
+
+
+class ManifestImportView(TenantScopedAPIView):
+    """POST Chaos Mesh YAML (one or many documents; Content-Type: application/yaml): creates the
+    experiments, schedules, workflows and status checks it holds, all or none."""
+
+    model = Experiment
+    parser_classes = YAML_PARSERS
+
+    @extend_schema(
+        request={YAML_TYPE: {"type": "string"}},
+        responses={201: ManifestItemSerializer(many=True), 400: ManifestErrorSerializer(many=True)},
+    )
+    def post(self, request: Any, tenant_slug: str) -> Response:
+        try:
+            plan = services.import_manifests(self.actor, self.tenant, request.data)
+        except ManifestErrors as error:
+            return Response({"errors": _errors(error)}, status=status.HTTP_400_BAD_REQUEST)
+        created = iter(plan.objects)
+        items = [item | ({"id": next(created).uuid} if item["action"] == "create" else {}) for item in plan.items]
+        return Response({"created": items}, status=status.HTTP_201_CREATED)
+
+
+class ManifestValidateView(TenantScopedAPIView):
+    """POST Chaos Mesh YAML: what importing it would create, or every error. Changes nothing."""
+
+    model = Experiment
+    parser_classes = YAML_PARSERS
+    method_actions = {"POST": "view"}  # it only reads: anyone in the tenant may check a manifest
+
+    @extend_schema(request={YAML_TYPE: {"type": "string"}}, responses={200: ManifestItemSerializer(many=True)})
+    def post(self, request: Any, tenant_slug: str) -> Response:
+        try:
+            plan = services.validate_manifests(self.tenant, request.data)
+        except ManifestErrors as error:
+            return Response({"valid": False, "errors": _errors(error)})
+        return Response({"valid": True, "would_create": plan.items})

@@ -1,0 +1,27 @@
+"""Filters shared by the experiments API list and (later) the portal table."""
+from __future__ import annotations
+
+import django_filters
+from django.db.models import Q, QuerySet
+
+from .models import Experiment
+
+
+class ExperimentFilterSet(django_filters.FilterSet):
+    kind = django_filters.CharFilter(field_name="kind", help_text="A chaos kind, e.g. NetworkChaos.")
+    action = django_filters.CharFilter(field_name="action")
+    label = django_filters.CharFilter(method="filter_label", help_text="key=value, or key to ask for the key alone.")
+    q = django_filters.CharFilter(method="filter_text", help_text="Text in the name or the description.")
+
+    class Meta:
+        model = Experiment
+        fields = ["kind", "action", "label", "q"]
+
+    def filter_label(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        key, sep, wanted = value.partition("=")
+        if not sep:
+            return queryset.filter(labels__has_key=key.strip())
+        return queryset.filter(**{f"labels__{key.strip()}": wanted.strip()})
+
+    def filter_text(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(Q(name__icontains=value) | Q(description__icontains=value))
