@@ -383,12 +383,14 @@ def parse_chaos(kind: Kind, meta: Meta, spec: dict[str, Any], path: str) -> Expe
     if kind.selector != SelectorKind.CLOUD:
         raw_selector, raw_mode = values.pop("selector", None), values.pop("mode", None)
         raw_value = values.pop("value", None) if kind.mode_value_in_spec else None
-        if kind.selector == SelectorKind.HOSTS and raw_selector is None and "address" in values:
-            raw_selector = {}  # the deprecated address list names the hosts instead
+        by_address = kind.selector == SelectorKind.HOSTS and values.get("address") is not None
         try:
-            if raw_selector is None:
+            if by_address and raw_selector is not None:
+                raise FieldError(join(path, "address"), "give either address or selector, not both (as Chaos Mesh)")
+            if raw_selector is None and not by_address:
                 raise FieldError(join(path, "selector"), "is required (an empty map selects everything)")
-            selector = _selector_type(kind).parse(raw_selector, join(path, "selector"))
+            if raw_selector is not None:  # the deprecated address list names the hosts instead
+                selector = _selector_type(kind).parse(raw_selector, join(path, "selector"))
         except (FieldError, FieldErrors) as error:
             errors.extend(flatten(error))
         try:

@@ -81,3 +81,12 @@ def test_the_catalogue_has_every_chaos_mesh_kind() -> None:
         "PodChaos", "NetworkChaos", "DNSChaos", "HTTPChaos", "IOChaos", "StressChaos", "TimeChaos", "KernelChaos",
         "JVMChaos", "BlockChaos", "AWSChaos", "GCPChaos", "AzureChaos", "PhysicalMachineChaos",
     }
+
+
+def test_the_catalogue_page_in_docs_matches_the_code() -> None:
+    from pathlib import Path
+
+    from injector.faults.__main__ import table
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "catalogue.md").read_text()
+    assert table() in page, "docs/catalogue.md is stale: regenerate its table with python -m injector.faults"

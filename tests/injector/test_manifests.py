@@ -137,3 +137,21 @@ spec:
     assert errors_of(text)[0][:2] == (1, "spec.duration")
     ranged = text.replace("mode: Continuous", "mode: Synchronous")
     assert errors_of(ranged)[0][:2] == (1, "spec.http.criteria.statusCode")
+
+
+def test_hosts_are_named_by_address_or_by_selector_not_both() -> None:
+    text = """
+apiVersion: chaos-mesh.org/v1alpha1
+kind: PhysicalMachineChaos
+metadata: {name: burn}
+spec:
+  action: stress-cpu
+  mode: all
+  address: ["http://172.16.112.130:31767"]
+  stress-cpu: {load: 10, workers: 1}
+"""
+    (definition,) = manifests.parse(text)
+    assert definition.selector is None
+    assert manifests.parse(manifests.dump([definition])) == [definition]
+    both = text.replace("  mode: all\n", "  mode: all\n  selector: {labelSelectors: {rack: a}}\n")
+    assert errors_of(both)[0][:2] == (1, "spec.address")
