@@ -57,20 +57,19 @@ LOSS = _netem_rate("loss", "Loss")
 DUPLICATE = _netem_rate("duplicate", "Duplicate")
 CORRUPT = _netem_rate("corrupt", "Corrupt")
 
-BANDWIDTH = Obj(
-    (
-        Field("rate", RateType(), required=True, label="Rate", help="e.g. 1mbps (bytes/s) or 8mbit (bits/s)."),
-        Field("limit", Int(minimum=1, maximum=2**32 - 1), required=True, label="Limit", unit="bytes",
-              help="Bytes that may queue waiting for tokens."),
-        Field("buffer", Int(minimum=1, maximum=2**32 - 1), required=True, label="Buffer", unit="bytes",
-              help="Largest burst, in bytes."),
-        Field("peakrate", Int(minimum=0, maximum=2**64 - 1), label="Peak rate", unit="bytes/s",
-              help="Maximum depletion rate of the bucket."),
-        Field("minburst", Int(minimum=0, maximum=2**32 - 1), label="Min burst", unit="bytes",
-              help="Size of the peak-rate bucket (the MTU for exact shaping)."),
-    ),
-    validators=(requires("minburst", "peakrate"),),
+#: The token bucket of `tc tbf`; PhysicalMachineChaos network-bandwidth takes the same fields.
+BANDWIDTH_FIELDS = (
+    Field("rate", RateType(), required=True, label="Rate", help="e.g. 1mbps (bytes/s) or 8mbit (bits/s)."),
+    Field("limit", Int(minimum=1, maximum=2**32 - 1), required=True, label="Limit", unit="bytes",
+          help="Bytes that may queue waiting for tokens."),
+    Field("buffer", Int(minimum=1, maximum=2**32 - 1), required=True, label="Buffer", unit="bytes",
+          help="Largest burst, in bytes."),
+    Field("peakrate", Int(minimum=0, maximum=2**64 - 1), label="Peak rate", unit="bytes/s",
+          help="Maximum depletion rate of the bucket."),
+    Field("minburst", Int(minimum=0, maximum=2**32 - 1), label="Min burst", unit="bytes",
+          help="Size of the peak-rate bucket (the MTU for exact shaping)."),
 )
+BANDWIDTH = Obj(BANDWIDTH_FIELDS, validators=(requires("minburst", "peakrate"),))
 
 RATE = Obj((Field("rate", RateType(), required=True, label="Rate", help="e.g. 1mbps."),))
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from .common import REMOTE_CLUSTER
 from .model import Capability, FaultSpec, Kind, SelectorKind
+from .network import BANDWIDTH_FIELDS
 from .params import (
     Bool,
     DurationType,
@@ -199,15 +200,7 @@ ACTIONS = (
     action(
         "network-bandwidth", "Bandwidth", "Limit the host's outgoing bandwidth with a token bucket.",
         (
-            Field("rate", RateType(), required=True, label="Rate", help="e.g. 1mbps (bytes/s) or 8mbit (bits/s)."),
-            Field("limit", Int(minimum=1, maximum=2**32 - 1), required=True, label="Limit", unit="bytes",
-                  help="Bytes that may queue waiting for tokens."),
-            Field("buffer", Int(minimum=1, maximum=2**32 - 1), required=True, label="Buffer", unit="bytes",
-                  help="Largest burst, in bytes."),
-            Field("peakrate", Int(minimum=0, maximum=2**64 - 1), label="Peak rate", unit="bytes/s",
-                  help="Maximum depletion rate of the bucket."),
-            Field("minburst", Int(minimum=0, maximum=2**32 - 1), label="Min burst", unit="bytes",
-                  help="Size of the peak-rate bucket (the MTU for exact shaping)."),
+            *BANDWIDTH_FIELDS,
             device(),
             IP_ADDRESSES,
             HOSTNAMES,
