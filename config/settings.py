@@ -176,3 +176,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+
+# Node agents and their gateway (injector.gateway): how long an agent keeps faults without a gateway,
+# how often it reports, and where `manage.py agentgateway` listens by default.
+AGENT_LEASE_SECONDS = int(os.environ.get("AGENT_LEASE_SECONDS", "30"))
+AGENT_HEARTBEAT_SECONDS = int(os.environ.get("AGENT_HEARTBEAT_SECONDS", "10"))
+AGENT_GATEWAY_MAX_STREAMS = int(os.environ.get("AGENT_GATEWAY_MAX_STREAMS", "1024"))
+AGENT_GATEWAY_LISTEN = os.environ.get("AGENT_GATEWAY_LISTEN", "127.0.0.1:7443")
