@@ -18,7 +18,9 @@ $(VENV)/.installed: requirements.txt | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-test: requirements-test.txt requirements.txt | $(PY)
+# The system packages come first: NetfilterQueue (the agent's userspace delayer) compiles against them.
+$(VENV)/.installed-test: requirements-test.txt requirements-agent.txt requirements.txt | $(PY)
+	$(PY) -m devtools.sysdeps
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	touch $@
 

@@ -11,8 +11,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-# What the test suite needs. Later issues add iptables, stress-ng, chromium, ...
-TEST_PACKAGES: list[str] = ["redis-server", "postgresql", "chromium", "fonts-dejavu-core"]
+# What the test suite needs: the servers, the browser, and what the agent's faults use (iptables and
+# nftables, tc from iproute2, stress-ng, ping) plus the headers NetfilterQueue compiles against.
+TEST_PACKAGES: list[str] = [
+    "redis-server",
+    "postgresql",
+    "chromium",
+    "fonts-dejavu-core",
+    "iptables",
+    "nftables",
+    "iproute2",
+    "iputils-ping",
+    "stress-ng",
+    "gcc",
+    "libnetfilter-queue-dev",
+    "libnfnetlink-dev",
+]
 # What `make run` needs (the database is sqlite by default).
 RUN_PACKAGES: list[str] = ["redis-server"]
 

@@ -1,0 +1,1 @@
+from tests.nodeagent.netns import lab  # noqa: F401 - the fixture, for every test module here
