@@ -77,6 +77,10 @@ class AgentGateway:
                 ("grpc.keepalive_timeout_ms", 10_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                 ("grpc.keepalive_permit_without_calls", 1),
+                # Agents ping every lease/4 to notice a frozen gateway; accept pings that often
+                # rather than answering them with GOAWAY too_many_pings.
+                ("grpc.http2.min_recv_ping_interval_without_data_ms", 1_000),
+                ("grpc.http2.max_ping_strikes", 0),
             ],
         )
         agent_pb2_grpc.add_AgentGatewayServicer_to_server(self.servicer, self.server)
