@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from django.db import close_old_connections
+from django.db import connection
 
 from injector import services
 from injector.models import CREDENTIAL_MARK, REGISTRATION_MARK, Agent, Environment
@@ -71,7 +71,7 @@ def authenticate(raw: str | None) -> Principal | None:
             return Principal(env) if env is not None else None
         return None
     finally:
-        close_old_connections()
+        connection.close()  # the stream thread holds no connection while it waits
 
 
 class AgentAuthInterceptor(grpc.ServerInterceptor):

@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 from django.core.exceptions import ValidationError
-from django.db import close_old_connections, connection
+from django.db import connection
 
 from injector import services
 from injector.models import Agent
@@ -63,7 +63,7 @@ class AgentGatewayServicer(agent_pb2_grpc.AgentGatewayServicer):
         except PermissionError as error:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, str(error))
         finally:
-            close_old_connections()
+            connection.close()  # one connection per stream thread would exhaust the database
         log.info("gateway %s: agent %s (%s) connected from %s", self.gateway, agent.name, agent.uuid, context.peer())
         stream = AgentStream(self, agent, session, context)
         stream.start(request_iterator)
@@ -137,7 +137,7 @@ class AgentStream:
         try:
             services.record_refused_command(self.servicer.gateway, self.agent, envelope, reason)
         finally:
-            close_old_connections()
+            connection.close()  # one connection per stream thread would exhaust the database
 
     def read(self, requests: Iterator[agent_pb2.AgentMessage]) -> None:
         try:
@@ -145,7 +145,7 @@ class AgentStream:
                 body = message.WhichOneof("body")
                 if body == "heartbeat":
                     current = services.record_heartbeat(self.agent.pk, self.session)
-                    close_old_connections()
+                    connection.close()  # one connection per stream thread would exhaust the database
                     if not current:
                         # A newer stream of this agent (maybe on another gateway) took over: this
                         # one is stale, and must stop popping the agent's commands.
@@ -191,5 +191,5 @@ class AgentStream:
         except Exception:
             log.exception("gateway: could not mark agent %s disconnected", self.agent.uuid)
         finally:
-            close_old_connections()
+            connection.close()  # one connection per stream thread would exhaust the database
         log.info("gateway %s: agent %s (%s) disconnected", self.servicer.gateway, self.agent.name, self.agent.uuid)
