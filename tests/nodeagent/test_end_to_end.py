@@ -39,28 +39,64 @@ def gateway(certs: DevCerts, settings: Any) -> Iterator[Any]:
         yield gw
 
 
+class AgentRunner:
+    """`python -m nodeagent` with the real executors, restartable on the same journal and state."""
+
+    def __init__(self, gateway: Any, certs: DevCerts, tmp_path: Path, token: str) -> None:
+        self.tmp_path = tmp_path
+        self.argv = [
+            sys.executable, "-m", "nodeagent", "--gateway", f"127.0.0.1:{gateway.port}", "--ca-file", str(certs.ca),
+            "--cert-file", str(certs.agent_cert), "--key-file", str(certs.agent_key), "--journal",
+            str(tmp_path / "journal.sqlite3"), "--state-dir", str(tmp_path / "state"), "--lease", "30",
+            "--name", "e2e",
+        ]
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOSPLANE_AGENT")}
+        self.env.update(CHAOSPLANE_AGENT_TOKEN=token, PYTHONPATH=str(REPO))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def log(self) -> str:
+        return (self.tmp_path / "agent.log").read_text()
+
+    def start(self) -> None:
+        with open(self.tmp_path / "agent.log", "ab") as log:
+            self.process = subprocess.Popen(
+                self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # the agent recovers what it holds, then exits
+            assert self.process.wait(20) == 0, self.log()
+
+
 @pytest.fixture
-def agent_process(world: Any, gateway: Any, certs: DevCerts, tmp_path: Path) -> Iterator[Agent]:
+def runner(world: Any, gateway: Any, certs: DevCerts, tmp_path: Path) -> Iterator[AgentRunner]:
     environment, token = services.create_environment(Actor.system_actor(), world.acme, "lab", "hosts")
-    log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115 (closed below)
-    argv = [
-        sys.executable, "-m", "nodeagent", "--gateway", f"127.0.0.1:{gateway.port}", "--ca-file", str(certs.ca),
-        "--cert-file", str(certs.agent_cert), "--key-file", str(certs.agent_key), "--journal",
-        str(tmp_path / "journal.sqlite3"), "--state-dir", str(tmp_path / "state"), "--lease", "30", "--name", "e2e",
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOSPLANE_AGENT")}
-    env.update(CHAOSPLANE_AGENT_TOKEN=token, PYTHONPATH=str(REPO))
-    process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    runner = AgentRunner(gateway, certs, tmp_path, token)
+    runner.environment = environment  # type: ignore[attr-defined]
+    runner.start()
     try:
-        agent = wait_until(
-            lambda: Agent.objects.filter(environment=environment, name="e2e", connected=True).first(),
-            what=f"the agent to register; its log:\n{(tmp_path / 'agent.log').read_text()}",
-        )
-        yield agent
+        yield runner
     finally:
-        process.send_signal(signal.SIGTERM)  # the agent recovers what it holds, then exits
-        assert process.wait(20) == 0, (tmp_path / "agent.log").read_text()
-        log.close()
+        runner.stop()
+
+
+def connected_agent(runner: AgentRunner, after: Any = None) -> Agent:
+    def ready() -> Agent | None:
+        agent = Agent.objects.filter(environment=runner.environment, name="e2e", connected=True).first()
+        return agent if agent and (after is None or agent.connected_at > after) else None
+
+    return wait_until(ready, what=f"the agent to connect; its log:\n{runner.log()}")
+
+
+@pytest.fixture
+def agent_process(runner: AgentRunner) -> Agent:
+    return connected_agent(runner)
 
 
 def test_a_partition_travels_to_the_real_agent_and_comes_back_out(lab: Any, agent_process: Agent) -> None:
@@ -90,3 +126,20 @@ def test_a_fault_the_agent_cannot_do_is_refused_with_the_reason(lab: Any, agent_
     )
     assert not result.ok and "interface" in result.error
     assert not Path("/tmp/x").exists()
+
+
+def test_a_killed_agent_removes_its_real_faults_when_it_starts_again(lab: Any, runner: AgentRunner) -> None:
+    agent = connected_agent(runner)
+    lab.tcp_server(lab.path_b, lab.ip_b, 8080)
+    target = driver.AgentTarget(kind="netns", name=lab.a)
+    params = {"direction": "to", "externalTargets": [lab.ip_b]}
+    assert driver.inject(agent, "e2e-held", "NetworkChaos", "partition", params, target, time.time() + 300).ok
+    assert not lab.connects(lab.path_a, lab.ip_b, 8080)
+
+    runner.kill()  # SIGKILL: no chance to clean up
+    assert not lab.connects(lab.path_a, lab.ip_b, 8080)  # the rules outlive the process
+    runner.start()
+
+    wait_until(lambda: lab.connects(lab.path_a, lab.ip_b, 8080), what="the restarted agent to remove the partition")
+    again = connected_agent(runner, after=agent.connected_at)
+    assert driver.list_faults(again).faults == ()
