@@ -15,9 +15,11 @@ from tests.nodeagent.netns import Lab, fault_id, needs_root
 
 pytestmark = needs_root
 
-# Writes a growing counter to a file every 10 ms: progress that a paused process stops making.
+# Writes a growing counter to a file every 10 ms: progress that a paused process stops making. The
+# write is atomic (a rename), so a process stopped mid-write never leaves an empty file behind.
 COUNTER = (
-    "import sys, time\nn = 0\nwhile True:\n    n += 1\n    open(sys.argv[1], 'w').write(str(n))\n"
+    "import os, sys, time\nn = 0\nwhile True:\n    n += 1\n"
+    "    open(sys.argv[1] + '.tmp', 'w').write(str(n))\n    os.replace(sys.argv[1] + '.tmp', sys.argv[1])\n"
     "    time.sleep(0.01)\n"
 )
 
@@ -26,13 +28,15 @@ def _order(process: str | int, sig: int) -> FaultOrder:
     return FaultOrder(fault_id(), "PhysicalMachineChaos", "process", {"process": {"process": process, "signal": sig}})
 
 
-def _progress(path: Path) -> int:
-    for _ in range(50):
+def _progress(path: Path, timeout: float = 10.0) -> int:
+    """The counter's value, waiting for its first write (a loaded machine starts Python slowly)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         try:
             return int(path.read_text())
-        except ValueError:  # caught mid-write
+        except (FileNotFoundError, ValueError):
             time.sleep(0.01)
-    raise AssertionError("no progress file")
+    raise AssertionError(f"no progress written to {path} within {timeout} s")
 
 
 def test_kill_by_pid(lab: Lab) -> None:
@@ -57,7 +61,7 @@ def test_kill_by_name_with_a_signal_of_choice(lab: Lab, tmp_path: Path) -> None:
 def test_pause_stops_progress_until_recovery(lab: Lab, tmp_path: Path) -> None:
     progress = tmp_path / "n"
     child = lab.spawn([sys.executable, "-c", COUNTER, str(progress)])
-    time.sleep(0.3)
+    _progress(progress)  # running before it is paused
     order = _order(child.pid, signal.SIGSTOP)
     print(inject(order))
     time.sleep(0.05)
