@@ -6,40 +6,19 @@ stored, and the full string is shown once.
 """
 from __future__ import annotations
 
-import hmac
-import secrets
 import uuid
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from tenants.models import PREFIX_LENGTH, SLUG_VALIDATOR, Tenant, hash_secret
+from tenants.bearer import PREFIX_LENGTH
+from tenants.models import SLUG_VALIDATOR, Tenant
 from tenants.querysets import RestrictedQuerySet, TenantOwned
 from tenants.roles import Role
 
 REGISTRATION_MARK = "cpr"  # an environment's registration token
 CREDENTIAL_MARK = "cpa"  # an agent's own credential, handed out once in Welcome
-
-
-def new_bearer(mark: str) -> tuple[str, str, str]:
-    """(prefix, secret, full bearer string); store only the prefix and hash_secret(secret)."""
-    prefix = secrets.token_hex(PREFIX_LENGTH // 2)
-    secret = secrets.token_urlsafe(32)
-    return prefix, secret, f"{mark}_{prefix}_{secret}"
-
-
-def split_bearer(mark: str, raw: str) -> tuple[str, str] | None:
-    """(prefix, secret) of a well-formed `<mark>_<prefix>_<secret>`, else None."""
-    found, _, rest = raw.strip().partition("_")
-    prefix, _, secret = rest.partition("_")
-    if found != mark or len(prefix) != PREFIX_LENGTH or not secret:
-        return None
-    return prefix, secret
-
-
-def secret_matches(stored_hash: str, secret: str) -> bool:
-    return bool(stored_hash) and hmac.compare_digest(stored_hash, hash_secret(secret))
 
 
 class Environment(TenantOwned, models.Model):

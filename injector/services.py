@@ -16,10 +16,11 @@ from django.utils import timezone
 
 from tenants import audit
 from tenants.actors import Actor
-from tenants.models import Tenant, hash_secret
+from tenants.bearer import hash_secret, new_bearer, secret_matches, split_bearer
+from tenants.models import Tenant
 from tenants.roles import Role, at_least
 
-from .models import CREDENTIAL_MARK, REGISTRATION_MARK, Agent, Environment, new_bearer, secret_matches, split_bearer
+from .models import CREDENTIAL_MARK, REGISTRATION_MARK, Agent, Environment
 
 
 def environment_snapshot(env: Environment) -> dict[str, Any]:

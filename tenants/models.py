@@ -1,9 +1,6 @@
 """Tenants (teams), their members and roles, API tokens, blast-radius policy and the audit log."""
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from .bearer import PREFIX_LENGTH, new_bearer, secret_matches, split_bearer
 from .querysets import RestrictedQuerySet, TenantOwned
 from .roles import Role
 
@@ -58,13 +56,6 @@ class Membership(TenantOwned, models.Model):
 
 
 TOKEN_MARK = "cpt"  # noqa: S105 (a marker, not a secret)
-PREFIX_LENGTH = 12  # hex: 48 bits, so prefixes do not collide before many millions of tokens
-
-
-def hash_secret(secret: str) -> str:
-    # Secrets are 256 random bits, so one SHA-256 is enough (no password stretching needed) and
-    # it survives SECRET_KEY rotation, unlike an HMAC keyed on it.
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class ApiToken(TenantOwned, models.Model):
@@ -105,20 +96,14 @@ class ApiToken(TenantOwned, models.Model):
     @staticmethod
     def new_secret() -> tuple[str, str, str]:
         """(prefix, secret, full token); only the prefix and the secret's hash are ever stored."""
-        prefix = secrets.token_hex(PREFIX_LENGTH // 2)
-        secret = secrets.token_urlsafe(32)
-        return prefix, secret, f"{TOKEN_MARK}_{prefix}_{secret}"
+        return new_bearer(TOKEN_MARK)
 
     @staticmethod
     def split(raw: str) -> tuple[str, str] | None:
-        mark, _, rest = raw.partition("_")
-        prefix, _, secret = rest.partition("_")
-        if mark != TOKEN_MARK or len(prefix) != PREFIX_LENGTH or not secret:
-            return None
-        return prefix, secret
+        return split_bearer(TOKEN_MARK, raw)
 
     def matches(self, secret: str) -> bool:
-        return hmac.compare_digest(self.secret_hash, hash_secret(secret))
+        return secret_matches(self.secret_hash, secret)
 
     @property
     def is_active(self) -> bool:

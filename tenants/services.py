@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from . import audit
 from .actors import Actor
-from .models import ApiToken, Membership, Policy, Tenant, hash_secret
+from .bearer import hash_secret
+from .models import ApiToken, Membership, Policy, Tenant
 from .roles import Role, at_least, lower_of, rank
 
 User = get_user_model()

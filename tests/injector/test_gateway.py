@@ -27,7 +27,8 @@ from injector.management.commands.devcerts import DevCerts, write_dev_certs
 from injector.models import Agent, Environment
 from nodeagent.proto.chaosplane.agent.v1 import agent_pb2
 from tenants.actors import Actor
-from tenants.models import AuditEntry, hash_secret
+from tenants.bearer import hash_secret
+from tenants.models import AuditEntry
 
 from .gateway_harness import FakeAgent, running_gateway, wait_until
 
