@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes import ServedFake
+
 _VM = re.compile(
     r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/microsoft\.compute/virtualmachines/([^/]+)"
     r"(?:/([a-z]+))?$",
@@ -104,7 +106,7 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-class FakeAzureCompute:
+class FakeAzureCompute(ServedFake):
     def __init__(self, directory: Path, *, token: str | None = None, location: str = "westeurope") -> None:
         self.directory = Path(directory)
         self.token = token or secrets.token_urlsafe(16)  # the one bearer token accepted
@@ -228,25 +230,8 @@ class FakeAzureCompute:
                 sock, addr = super().get_request()
                 return context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
 
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-arm", daemon=True)
-        self._thread.start()
+        self.serve(Server(("127.0.0.1", 0), Handler), "fake-arm")
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeAzureCompute:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- HTTP ---------------------------------------------------------------------------------
 

@@ -27,6 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes import ServedFake
+
 API = "https://www.googleapis.com/compute/v1"
 _INSTANCE = re.compile(r"^/compute/v1/projects/([^/]+)/zones/([^/]+)/instances/([^/]+)(?:/([A-Za-z]+))?$")
 _OPERATION = re.compile(r"^/compute/v1/projects/([^/]+)/zones/([^/]+)/operations/([^/]+?)(/wait)?$")
@@ -46,7 +48,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-class FakeComputeEngine:
+class FakeComputeEngine(ServedFake):
     def __init__(self) -> None:
         self.instances: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.disks: dict[tuple[str, str, str], dict[str, Any]] = {}  # name -> {"users": [instance links]}
@@ -110,26 +112,8 @@ class FakeComputeEngine:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-gce", daemon=True)
-        self._thread.start()
+        self.serve(ThreadingHTTPServer(("127.0.0.1", 0), Handler), "fake-gce")
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeComputeEngine:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- HTTP ---------------------------------------------------------------------------------
 
