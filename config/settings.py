@@ -183,3 +183,18 @@ AGENT_LEASE_SECONDS = int(os.environ.get("AGENT_LEASE_SECONDS", "30"))
 AGENT_HEARTBEAT_SECONDS = int(os.environ.get("AGENT_HEARTBEAT_SECONDS", "10"))
 AGENT_GATEWAY_MAX_STREAMS = int(os.environ.get("AGENT_GATEWAY_MAX_STREAMS", "1024"))
 AGENT_GATEWAY_LISTEN = os.environ.get("AGENT_GATEWAY_LISTEN", "127.0.0.1:7443")
+
+# Runs (experiments.runs): how a run's faults are bounded in time, how hard a step is retried, and
+# how many targets are worked on at once. Every run has a deadline; the reaper enforces it.
+RUN_MAX_SECONDS = int(os.environ.get("RUN_MAX_SECONDS", str(24 * 3600)))  # a run without a duration
+RUN_ONE_SHOT_SECONDS = int(os.environ.get("RUN_ONE_SHOT_SECONDS", "300"))  # a one-shot action's deadline
+RUN_PARALLELISM = int(os.environ.get("RUN_PARALLELISM", "32"))  # targets injected or recovered at once
+RUN_MAX_ATTEMPTS = int(os.environ.get("RUN_MAX_ATTEMPTS", "5"))  # per target, for transient errors
+RUN_RETRY_BASE_SECONDS = float(os.environ.get("RUN_RETRY_BASE_SECONDS", "1"))  # doubled per attempt, max 60
+RUN_STALL_SECONDS = int(os.environ.get("RUN_STALL_SECONDS", "60"))  # a quiet step is published again
+REAPER_INTERVAL_SECONDS = float(os.environ.get("REAPER_INTERVAL_SECONDS", "5"))
+HALT_WAIT_SECONDS = float(os.environ.get("HALT_WAIT_SECONDS", "1.5"))  # a halt request waits this long
+CELERY_BEAT_SCHEDULE = {
+    "reap-runs": {"task": "experiments.tasks.reap", "schedule": REAPER_INTERVAL_SECONDS},
+}
+AGENT_COMMAND_TIMEOUT = float(os.environ.get("AGENT_COMMAND_TIMEOUT", "10"))  # a worker waits for an agent's answer

@@ -4,7 +4,7 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q, QuerySet
 
-from .models import Experiment
+from .models import Experiment, Run
 
 
 class ExperimentFilterSet(django_filters.FilterSet):
@@ -25,3 +25,15 @@ class ExperimentFilterSet(django_filters.FilterSet):
 
     def filter_text(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(Q(name__icontains=value) | Q(description__icontains=value))
+
+
+class RunFilterSet(django_filters.FilterSet):
+    phase = django_filters.MultipleChoiceFilter(choices=Run.Phase.choices, help_text="One or more phases.")
+    experiment = django_filters.UUIDFilter(field_name="experiment__uuid", help_text="An experiment's id.")
+    environment = django_filters.CharFilter(field_name="environment_name")
+    kind = django_filters.CharFilter(field_name="kind")
+    dry_run = django_filters.BooleanFilter(field_name="dry_run")
+
+    class Meta:
+        model = Run
+        fields = ["phase", "experiment", "environment", "kind", "dry_run"]

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from tenants.models import Tenant
 from tenants.querysets import RestrictedQuerySet, TenantOwned
+from tenants.roles import Role
 
 NAME_LENGTH = 253  # a Kubernetes object name, as in the manifests these come from
 
@@ -114,6 +115,126 @@ class StatusCheck(TenantNamedObject):
         constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="statuscheck_name_unique")]
 
 
+class Run(TenantOwned, models.Model):
+    r"""One execution of an experiment against an environment: WHAT (a snapshot of the experiment's
+    definition, so editing or deleting the experiment changes nothing here), WHERE, and how far it got.
+
+    Phases move only by compare-and-set (experiments.runs), so two workers, a reaper and a halt can
+    race on one run and exactly one of them makes each change:
+
+        pending -> injecting -> running -> recovering -> finished
+                        |          |  \-> pausing -> paused -> injecting (resume)
+                        |          \-> (one-shot: finished at once)
+                        \-> refused (policy) | failed (no target took the fault)
+
+    A finished, failed or refused run is archived: read-only, kept after its experiment is deleted.
+    """
+
+    class Phase(models.TextChoices):
+        PENDING = "pending"
+        INJECTING = "injecting"
+        RUNNING = "running"
+        PAUSING = "pausing"
+        PAUSED = "paused"
+        RECOVERING = "recovering"
+        FINISHED = "finished"
+        FAILED = "failed"
+        REFUSED = "refused"
+
+    ACTIVE = (Phase.PENDING, Phase.INJECTING, Phase.RUNNING, Phase.PAUSING, Phase.PAUSED, Phase.RECOVERING)
+    ENDED = (Phase.FINISHED, Phase.FAILED, Phase.REFUSED)
+
+    # Starting, pausing, stopping a run is an operator's; the grant on its environment is checked
+    # when it starts (injector.models.Environment).
+    action_roles = {"add": Role.OPERATOR, "change": Role.OPERATOR, "delete": Role.OWNER}
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    experiment = models.ForeignKey(Experiment, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    experiment_name = models.CharField(max_length=NAME_LENGTH)
+    environment = models.ForeignKey(
+        "injector.Environment", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    environment_name = models.CharField(max_length=63)
+    #: The experiment as it was when the run started: kind, action, params, selector, mode, value,
+    #: duration, namespace (what experiments.runs needs, and what the archive shows).
+    spec = models.JSONField(default=dict)
+    kind = models.CharField(max_length=40)
+    action = models.CharField(max_length=40, blank=True)
+    dry_run = models.BooleanField(default=False)
+    one_shot = models.BooleanField(default=False)
+    phase = models.CharField(max_length=12, choices=Phase.choices, default=Phase.PENDING, db_index=True)
+    #: Why the run ended as it did, or what it waits for ("stopped by alice", "policy: max-targets ...").
+    message = models.TextField(blank=True)
+    #: The seed the mode's random choice used: the same candidates and seed pick the same targets.
+    seed = models.BigIntegerField()
+    candidates = models.PositiveIntegerField(default=0)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    #: When the faults come out whatever happens (eta task, reaper, and the agents' own lease).
+    deadline = models.DateTimeField(db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RestrictedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "phase"]), models.Index(fields=["phase", "deadline"])]
+
+    def __str__(self) -> str:
+        return f"{self.experiment_name} ({self.phase})"
+
+    @property
+    def archived(self) -> bool:
+        return self.phase in self.ENDED
+
+
+class Injection(models.Model):
+    """One target of a run, in one round (a resume after a pause is the next round)."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        INJECTING = "injecting"
+        INJECTED = "injected"
+        RECOVERING = "recovering"
+        RECOVERED = "recovered"
+        FAILED = "failed"  # the fault did not go in (error says why); nothing to undo
+        SKIPPED = "skipped"  # stopped before it was tried
+        DRY_RUN = "dry-run"  # would have been injected
+
+    #: States in which something may be in place on the target, so recovery must visit it.
+    LIVE = (State.INJECTING, State.INJECTED, State.RECOVERING)
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="injections")
+    round = models.PositiveSmallIntegerField(default=1)
+    #: The id the fault has on its target (the agent journals it; recovery names it).
+    fault_id = models.CharField(max_length=128)
+    target_key = models.CharField(max_length=512)
+    target_display = models.CharField(max_length=512, blank=True)
+    target_namespace = models.CharField(max_length=63, blank=True)
+    #: The driver's TargetRef, whole, so recovery needs no lookup of what may be gone by then.
+    target = models.JSONField(default=dict)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
+    detail = models.TextField(blank=True)  # what was done (or would be, in a dry run)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    injected_at = models.DateTimeField(null=True, blank=True)
+    recovered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "round", "id"]
+        constraints = [models.UniqueConstraint(fields=["run", "fault_id"], name="injection_fault_id_unique")]
+        indexes = [models.Index(fields=["run", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.target_display or self.target_key}: {self.state}"
+
+
 class Event(TenantOwned, models.Model):
     """An entry on a tenant's timeline."""
 
@@ -128,11 +249,12 @@ class Event(TenantOwned, models.Model):
     message = models.TextField(blank=True)
     object_type = models.CharField(max_length=64, blank=True)
     object_id = models.CharField(max_length=64, blank=True)
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
 
     objects = RestrictedQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.message}"

@@ -44,6 +44,10 @@ class Environment(TenantOwned, models.Model):
     requires_grant = models.BooleanField(
         default=False, help_text="Only owners and members granted `run` on this environment may run against it."
     )
+    #: What the kind needs that is not secret (API URL, region, project...): injector.credentials.
+    config = models.JSONField(default=dict, blank=True)
+    #: The kind's secrets (token, kubeconfig, keys), encrypted by injector.secrets; never shown again.
+    secrets_encrypted = models.TextField(blank=True, editable=False)
     registration_prefix = models.CharField(max_length=PREFIX_LENGTH, unique=True, null=True, editable=False)
     registration_hash = models.CharField(max_length=64, blank=True, editable=False)
     created_by = models.ForeignKey(

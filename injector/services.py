@@ -52,6 +52,10 @@ def _require(actor: Actor, tenant: Tenant, role: str) -> None:
 # Environments -------------------------------------------------------------------------------------
 
 
+#: Environments node agents register into: hosts, and clusters (the agent DaemonSet on every node).
+AGENT_KINDS = (Environment.Kind.HOSTS, Environment.Kind.KUBERNETES)
+
+
 @transaction.atomic
 def create_environment(actor: Actor, tenant: Tenant, name: str, kind: str) -> tuple[Environment, str | None]:
     """A new environment, and for a `hosts` environment its registration token (shown once, None otherwise)."""
@@ -59,7 +63,7 @@ def create_environment(actor: Actor, tenant: Tenant, name: str, kind: str) -> tu
     if kind not in Environment.Kind.values:
         raise ValidationError({"kind": f"unknown kind {kind!r}; choose one of {', '.join(Environment.Kind.values)}"})
     env = Environment(tenant=tenant, name=(name or "").strip(), kind=kind, created_by=actor.user)
-    token = _set_registration_token(env) if kind == Environment.Kind.HOSTS else None
+    token = _set_registration_token(env) if kind in AGENT_KINDS else None
     env.full_clean(exclude=["tenant", "created_by"], validate_unique=False)
     try:
         with transaction.atomic():
@@ -76,8 +80,8 @@ def rotate_registration_token(actor: Actor, env: Environment) -> str:
     Registered agents keep their own credentials."""
     env = Environment.objects.select_for_update().select_related("tenant").get(pk=env.pk)
     _require(actor, env.tenant, Role.OWNER)
-    if env.kind != Environment.Kind.HOSTS:
-        raise ValidationError({"kind": "only a hosts environment has a registration token"})
+    if env.kind not in AGENT_KINDS:
+        raise ValidationError({"kind": "only hosts and kubernetes environments have a registration token"})
     before = environment_snapshot(env)
     token = _set_registration_token(env)
     env.save(update_fields=["registration_prefix", "registration_hash"])
@@ -100,7 +104,7 @@ def environment_for_registration(raw: str) -> Environment | None:
     if parts is None:
         return None
     env = Environment.objects.select_related("tenant").filter(registration_prefix=parts[0]).first()
-    if env is None or env.kind != Environment.Kind.HOSTS or not secret_matches(env.registration_hash, parts[1]):
+    if env is None or env.kind not in AGENT_KINDS or not secret_matches(env.registration_hash, parts[1]):
         return None
     return env
 
@@ -134,8 +138,8 @@ class AgentFacts:
 def register_agent(actor: Actor, env: Environment, facts: AgentFacts) -> tuple[Agent, str]:
     """Create or take over the agent named `facts.name` (default: its hostname) in `env`, with a new
     credential (returned once; any previous credential of that agent stops working)."""
-    if env.kind != Environment.Kind.HOSTS:
-        raise ValidationError({"environment": "agents register only into a hosts environment"})
+    if env.kind not in AGENT_KINDS:
+        raise ValidationError({"environment": "agents register only into a hosts or kubernetes environment"})
     name = (facts.name or facts.hostname).strip()
     if not name:
         raise ValidationError({"name": "an agent needs a name or a hostname"})

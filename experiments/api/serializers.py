@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from injector.faults import KINDS
 
-from ..models import NAME_LENGTH, Experiment
+from ..models import NAME_LENGTH, Event, Experiment, Injection, Run
 
 
 class ExperimentSerializer(serializers.ModelSerializer):
@@ -69,3 +69,68 @@ class ManifestErrorSerializer(serializers.Serializer):
     document = serializers.IntegerField(help_text="1-based index of the YAML document (0: the whole text).")
     path = serializers.CharField(help_text="The field, e.g. spec.delay.latency.")
     message = serializers.CharField()
+
+
+class RunStartSerializer(serializers.Serializer):
+    environment = serializers.CharField(max_length=63, help_text="The name of the environment to run against.")
+    dry_run = serializers.BooleanField(
+        required=False, allow_null=True, default=None,
+        help_text="Resolve and select the targets, record what would be done, touch nothing. "
+        "Default: the tenant policy's dry_run_by_default.",
+    )
+
+
+class InjectionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Injection
+        fields = [
+            "round", "fault_id", "target_key", "target_display", "target_namespace", "state", "detail", "error",
+            "attempts", "injected_at", "recovered_at",
+        ]
+        read_only_fields = fields
+
+
+class EventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Event
+        fields = ["created_at", "type", "reason", "message"]
+        read_only_fields = fields
+
+
+class RunSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="uuid", read_only=True)
+    experiment = serializers.SerializerMethodField(help_text="The experiment's id; null once it is deleted.")
+    environment = serializers.CharField(source="environment_name", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, allow_null=True, default=None)
+    archived = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Run
+        fields = [
+            "id", "experiment", "experiment_name", "environment", "kind", "action", "dry_run", "one_shot", "phase",
+            "message", "seed", "candidates", "duration_seconds", "deadline", "created_by", "created_at",
+            "started_at", "finished_at", "archived",
+        ]
+        read_only_fields = fields
+
+    def get_experiment(self, run: Run) -> str | None:
+        return str(run.experiment.uuid) if run.experiment_id and run.experiment else None
+
+
+class RunDetailSerializer(RunSerializer):
+    spec = serializers.JSONField(read_only=True, help_text="The experiment as it was when the run started.")
+    injections = InjectionSerializer(many=True, read_only=True)
+    events = serializers.SerializerMethodField()
+
+    class Meta(RunSerializer.Meta):
+        fields = [*RunSerializer.Meta.fields, "spec", "injections", "events"]
+        read_only_fields = fields
+
+    def get_events(self, run: Run) -> list[dict[str, Any]]:
+        return EventSerializer(run.events.order_by("created_at", "id"), many=True).data
+
+
+class HaltSerializer(serializers.Serializer):
+    halted = serializers.IntegerField(help_text="Runs moved to recovering by this call.")
+    recovered = serializers.IntegerField(help_text="Runs whose faults were all recovered before the answer.")
+    still_recovering = serializers.IntegerField(help_text="Runs a worker is still recovering.")

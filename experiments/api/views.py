@@ -13,14 +13,18 @@ from rest_framework.response import Response
 from injector.manifests import ManifestErrors
 from tenants.api.scoping import TenantScopedAPIView, TenantScopedViewSet
 
-from .. import services
-from ..filters import ExperimentFilterSet
-from ..models import Experiment
+from .. import runs, services
+from ..filters import ExperimentFilterSet, RunFilterSet
+from ..models import Experiment, Run
 from .serializers import (
     ExperimentSerializer,
     ExperimentWriteSerializer,
+    HaltSerializer,
     ManifestErrorSerializer,
     ManifestItemSerializer,
+    RunDetailSerializer,
+    RunSerializer,
+    RunStartSerializer,
 )
 
 YAML_TYPE = "application/yaml"
@@ -59,7 +63,7 @@ class ExperimentViewSet(TenantScopedViewSet):
     filterset_class = ExperimentFilterSet
     lookup_field = "uuid"
     lookup_url_kwarg = "id"
-    action_permissions = {"manifest": "view"}
+    action_permissions = {"manifest": "view", "start_run": "run"}
 
     def get_queryset(self) -> Any:
         return super().get_queryset().select_related("created_by")
@@ -108,6 +112,93 @@ class ExperimentViewSet(TenantScopedViewSet):
         response = HttpResponse(services.experiment_manifest(experiment), content_type=f"{YAML_TYPE}; charset=utf-8")
         response["Content-Disposition"] = f'inline; filename="{experiment.name}.yaml"'
         return response
+
+    @extend_schema(request=RunStartSerializer, responses={201: RunDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def start_run(self, request: Any, tenant_slug: str, id: str) -> Response:
+        """Start a run of this experiment against an environment. A run the policy refuses is
+        recorded and answered with 409, its message naming each rule."""
+        experiment = self.get_object()
+        body = RunStartSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        run = runs.start_run(
+            self.actor, experiment, body.validated_data["environment"], dry_run=body.validated_data["dry_run"]
+        )
+        code = status.HTTP_409_CONFLICT if run.phase == Run.Phase.REFUSED else status.HTTP_201_CREATED
+        return Response(RunDetailSerializer(run).data, status=code)
+
+
+class RunViewSet(TenantScopedViewSet):
+    """Runs of a tenant, newest first, with their injections and events; pause, resume and stop."""
+
+    model = Run
+    serializer_class = RunSerializer
+    filterset_class = RunFilterSet
+    lookup_field = "uuid"
+    lookup_url_kwarg = "id"
+    action_permissions = {"pause": "change", "resume": "change", "stop": "change"}
+    archived_only = False
+
+    def get_queryset(self) -> Any:
+        queryset = super().get_queryset().select_related("experiment", "created_by")
+        if self.archived_only:
+            queryset = queryset.filter(phase__in=Run.ENDED)
+        if self.action == "retrieve":
+            queryset = queryset.prefetch_related("injections")
+        return queryset
+
+    def list(self, request: Any, tenant_slug: str) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(responses=RunDetailSerializer)
+    def retrieve(self, request: Any, tenant_slug: str, id: str) -> Response:
+        return Response(RunDetailSerializer(self.get_object()).data)
+
+    def _after(self, run: Run) -> Response:
+        run.refresh_from_db()
+        return Response(RunDetailSerializer(run).data)
+
+    @extend_schema(request=None, responses=RunDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Any, tenant_slug: str, id: str) -> Response:
+        """Recover the run's faults and keep the run; resume injects them again."""
+        run = self.get_object()
+        runs.pause(self.actor, run)
+        return self._after(run)
+
+    @extend_schema(request=None, responses=RunDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Any, tenant_slug: str, id: str) -> Response:
+        run = self.get_object()
+        runs.resume(self.actor, run)
+        return self._after(run)
+
+    @extend_schema(request=None, responses=RunDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Any, tenant_slug: str, id: str) -> Response:
+        """Recover every fault of the run now and end it (a run that has ended stays as it is)."""
+        run = self.get_object()
+        runs.stop(self.actor, run)
+        return self._after(run)
+
+
+class ArchiveViewSet(RunViewSet):
+    """Ended runs (finished, failed, refused): read-only, with the spec they ran, their injections
+    and events; kept after their experiment is deleted."""
+
+    archived_only = True
+
+
+class HaltView(TenantScopedAPIView):
+    """The emergency stop: every active run of the tenant is stopped and its faults recovered now."""
+
+    model = Run
+    method_actions = {"POST": "change"}
+
+    @extend_schema(request=None, responses=HaltSerializer)
+    def post(self, request: Any, tenant_slug: str) -> Response:
+        return Response(runs.halt(self.actor, self.tenant))
 
 
 def _errors(error: ManifestErrors) -> list[dict[str, Any]]:

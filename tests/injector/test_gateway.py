@@ -359,14 +359,16 @@ def test_stopping_the_gateway_marks_its_agents_disconnected(
 # Services and commands ------------------------------------------------------------------------------
 
 
-def test_only_hosts_environments_get_a_registration_token_and_only_owners_create_them(world: Any) -> None:
+def test_only_agent_environments_get_a_registration_token_and_only_owners_create_them(world: Any) -> None:
     env, token = services.create_environment(SYSTEM, world.acme, "cloud", "aws")
     assert token is None and env.registration_prefix is None
+    cluster, token = services.create_environment(SYSTEM, world.acme, "cluster", "kubernetes")
+    assert token.startswith(f"cpr_{cluster.registration_prefix}_")  # for the agent DaemonSet
     env, token = services.create_environment(Actor(user=world.owner.user), world.acme, "hosts", "hosts")
     assert token.startswith(f"cpr_{env.registration_prefix}_") and token.split("_", 2)[2] not in env.registration_hash
     with pytest.raises(PermissionDenied):
         services.create_environment(Actor(user=world.operator.user), world.acme, "mine", "hosts")
-    assert AuditEntry.objects.filter(tenant=world.acme, action="environment.create").count() == 2
+    assert AuditEntry.objects.filter(tenant=world.acme, action="environment.create").count() == 3
 
 
 def test_rotating_the_registration_token_retires_the_old_one(lab: Any, world: Any) -> None:
