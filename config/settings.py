@@ -198,3 +198,6 @@ CELERY_BEAT_SCHEDULE = {
     "reap-runs": {"task": "experiments.tasks.reap", "schedule": REAPER_INTERVAL_SECONDS},
 }
 AGENT_COMMAND_TIMEOUT = float(os.environ.get("AGENT_COMMAND_TIMEOUT", "10"))  # a worker waits for an agent's answer
+# The gateway address agents are told to dial (the cluster manifest's DaemonSet), when it differs
+# from where it listens (behind a load balancer, a public name).
+AGENT_GATEWAY_PUBLIC_ADDRESS = os.environ.get("AGENT_GATEWAY_PUBLIC_ADDRESS", AGENT_GATEWAY_LISTEN)

@@ -202,12 +202,15 @@ class ImportPlan:
 
     items: list[dict[str, Any]] = field(default_factory=list)
     objects: list[Any] = field(default_factory=list)
+    runs: list[Any] = field(default_factory=list)  # runs started by an apply, in document order
 
 
 MODELS = {"experiment": Experiment, "schedule": Schedule, "workflow": Workflow, "statuscheck": StatusCheck}
 
 
-def _plan(tenant: Tenant, definitions: list[Definition]) -> ImportPlan:
+def _plan(tenant: Tenant, definitions: list[Definition], apply: bool = False) -> ImportPlan:
+    """What importing `definitions` does. With `apply` (kubectl apply), an experiment whose name is
+    taken is updated to the manifest's definition instead of being an error."""
     plan, errors = ImportPlan(), []
     for index, definition in enumerate(definitions, start=1):
         if isinstance(definition, PhysicalMachineDefinition):
@@ -221,11 +224,15 @@ def _plan(tenant: Tenant, definitions: list[Definition]) -> ImportPlan:
         if isinstance(definition, ScheduleDefinition):
             target = "experiment" if definition.experiment else "workflow"
             needed.append((target, definition.meta.name))
+        action = "create"
         for kind, name in needed:
             if _name_taken(MODELS[kind], tenant, name):
-                errors.append(ManifestError(index, "metadata.name", f"a {kind} named {name!r} already exists"))
+                if apply and isinstance(definition, ExperimentDefinition):
+                    action = "update"
+                else:
+                    errors.append(ManifestError(index, "metadata.name", f"a {kind} named {name!r} already exists"))
         plan.items.append({
-            "document": index, "type": definition.type, "name": definition.meta.name, "action": "create",
+            "document": index, "type": definition.type, "name": definition.meta.name, "action": action,
             "kind": definition.to_manifest()["kind"],
         })
     if errors:
@@ -239,15 +246,33 @@ def validate_manifests(tenant: Tenant, text: str) -> ImportPlan:
 
 
 @transaction.atomic
-def import_manifests(actor: Actor, tenant: Tenant, text: str) -> ImportPlan:
-    """Create everything `text` holds, or nothing (ManifestErrors lists every problem)."""
+def import_manifests(
+    actor: Actor, tenant: Tenant, text: str, *, environment: str | None = None, dry_run: bool | None = None
+) -> ImportPlan:
+    """Create everything `text` holds, or nothing (ManifestErrors lists every problem).
+
+    With `environment`, this is `kubectl apply`: an experiment that exists is updated, and every
+    chaos document starts a run against that environment (plan.runs, in document order)."""
     _require(actor, tenant)
     definitions = manifests.parse(text)
-    plan = _plan(tenant, definitions)
+    plan = _plan(tenant, definitions, apply=environment is not None)
+    from . import runs
+
+    if environment is not None:
+        runs.runnable_environment(actor, tenant, environment)  # refuse before anything is written
     user = actor.user if actor.user is not None and actor.user.is_authenticated else None
-    for definition in definitions:
+    for item, definition in zip([i for i in plan.items if i["action"] != "skip"],
+                                [d for d in definitions if not isinstance(d, PhysicalMachineDefinition)],
+                                strict=True):
         if isinstance(definition, ExperimentDefinition):
-            plan.objects.append(_create_from(actor, tenant, definition, user))
+            if item["action"] == "update":
+                experiment = Experiment.objects.get(tenant=tenant, name=definition.meta.name)
+                experiment = update_experiment(actor, experiment, _api_fields(definition))
+            else:
+                experiment = _create_from(actor, tenant, definition, user)
+            plan.objects.append(experiment)
+            if environment is not None:
+                plan.runs.append(runs.start_run(actor, experiment, environment, dry_run=dry_run))
         elif isinstance(definition, ScheduleDefinition):
             plan.objects.append(_create_schedule(actor, tenant, definition, user))
         elif isinstance(definition, WorkflowDefinition):
@@ -261,6 +286,18 @@ def import_manifests(actor: Actor, tenant: Tenant, text: str) -> ImportPlan:
             audit.record(actor, tenant, "statuscheck.create", check, object_id=check.uuid, after={"spec": check.spec})
             plan.objects.append(check)
     return plan
+
+
+def _api_fields(definition: ExperimentDefinition) -> dict[str, Any]:
+    """A definition as the fields update_experiment takes (the API's names)."""
+    fields = _experiment_fields(definition)
+    spec = definition.spec()
+    return {
+        "name": definition.meta.name, "description": definition.meta.description, "namespace": fields["namespace"],
+        "labels": fields["labels"], "kind": fields["kind"], "action": fields["action"], "params": fields["params"],
+        "selector": spec.get("selector"), "mode": fields["mode"], "value": fields["mode_value"],
+        "duration": fields["duration"],
+    }
 
 
 def _create_from(actor: Actor, tenant: Tenant, definition: ExperimentDefinition, user: Any) -> Experiment:

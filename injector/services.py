@@ -29,6 +29,9 @@ def environment_snapshot(env: Environment) -> dict[str, Any]:
         "kind": env.kind,
         "requires_grant": env.requires_grant,
         "registration_prefix": env.registration_prefix,
+        "config": env.config,
+        # never the secrets: only whether they are set (and a change of them shows as a new value)
+        "secrets_set": bool(env.secrets_encrypted),
     }
 
 
@@ -57,12 +60,19 @@ AGENT_KINDS = (Environment.Kind.HOSTS, Environment.Kind.KUBERNETES)
 
 
 @transaction.atomic
-def create_environment(actor: Actor, tenant: Tenant, name: str, kind: str) -> tuple[Environment, str | None]:
-    """A new environment, and for a `hosts` environment its registration token (shown once, None otherwise)."""
+def create_environment(
+    actor: Actor, tenant: Tenant, name: str, kind: str, *, config: dict[str, Any] | None = None,
+    secrets: dict[str, Any] | None = None, requires_grant: bool = False,
+) -> tuple[Environment, str | None]:
+    """A new environment with its settings and (encrypted) secrets, and for a hosts or kubernetes
+    environment its registration token (shown once; None otherwise)."""
     _require(actor, tenant, Role.OWNER)
     if kind not in Environment.Kind.values:
         raise ValidationError({"kind": f"unknown kind {kind!r}; choose one of {', '.join(Environment.Kind.values)}"})
-    env = Environment(tenant=tenant, name=(name or "").strip(), kind=kind, created_by=actor.user)
+    env = Environment(
+        tenant=tenant, name=(name or "").strip(), kind=kind, created_by=actor.user, requires_grant=bool(requires_grant)
+    )
+    _set_credentials(env, config or {}, secrets or {}, partial=kind in AGENT_KINDS and not secrets)
     token = _set_registration_token(env) if kind in AGENT_KINDS else None
     env.full_clean(exclude=["tenant", "created_by"], validate_unique=False)
     try:
@@ -72,6 +82,73 @@ def create_environment(actor: Actor, tenant: Tenant, name: str, kind: str) -> tu
         raise ValidationError({"name": f"an environment named {env.name!r} already exists in {tenant.slug}"}) from None
     audit.record(actor, tenant, "environment.create", env, after=environment_snapshot(env))
     return env, token
+
+
+def _set_credentials(env: Environment, config: dict[str, Any], secrets: dict[str, Any], *, partial: bool) -> None:
+    """Validate and keep `config` in the clear and `secrets` encrypted (kept as they are when
+    `partial` and none are given). A kubernetes environment may be created without its token: the
+    cluster manifest makes the service account the token comes from."""
+    from . import credentials
+    from . import secrets as vault
+
+    clean_config, clean_secrets = credentials.validate(env.kind, config, secrets, partial_secrets=partial)
+    env.config = clean_config
+    if clean_secrets:
+        env.secrets_encrypted = vault.encrypt(clean_secrets)
+
+
+@transaction.atomic
+def update_environment(
+    actor: Actor, env: Environment, *, config: dict[str, Any] | None = None, secrets: dict[str, Any] | None = None,
+    requires_grant: bool | None = None,
+) -> Environment:
+    """Change settings (given whole), replace secrets (given whole; omitted: kept), or the grant gate."""
+    env = Environment.objects.select_for_update().select_related("tenant").get(pk=env.pk)
+    _require(actor, env.tenant, Role.OWNER)
+    before = environment_snapshot(env)
+    if config is not None or secrets:
+        _set_credentials(env, env.config if config is None else config, secrets or {}, partial=not secrets)
+    if requires_grant is not None:
+        env.requires_grant = bool(requires_grant)
+    env.save()
+    after = environment_snapshot(env)
+    if secrets:
+        after["secrets_replaced"] = True
+    if after != before:
+        audit.record(actor, env.tenant, "environment.update", env, before=before, after=after)
+    return env
+
+
+@transaction.atomic
+def delete_environment(actor: Actor, env: Environment) -> None:
+    """Delete an environment with no active run (its archived runs keep its name)."""
+    from experiments.models import Run
+
+    _require(actor, env.tenant, Role.OWNER)
+    active = Run.objects.filter(environment=env, phase__in=Run.ACTIVE).count()
+    if active:
+        raise ValidationError({"name": f"{active} runs are active in {env.name}; stop them (or halt) first"})
+    before = environment_snapshot(env)
+    env.delete()
+    audit.record(actor, env.tenant, "environment.delete", object_type="environment", object_id=before["name"],
+                 before=before)
+
+
+@transaction.atomic
+def set_run_grant(actor: Actor, env: Environment, username: str, granted: bool) -> None:
+    """Grant (or take back) `run` on `env` to a member of its tenant (django-guardian object permission)."""
+    from django.contrib.auth import get_user_model
+    from guardian.shortcuts import assign_perm, remove_perm
+
+    from tenants.models import Membership
+
+    _require(actor, env.tenant, Role.OWNER)
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None or not Membership.objects.filter(tenant=env.tenant, user=user).exists():
+        raise ValidationError({"username": f"{username!r} is not a member of {env.tenant.slug}"})
+    (assign_perm if granted else remove_perm)("injector.run_environment", user, env)
+    audit.record(actor, env.tenant, "environment.grant" if granted else "environment.revoke", env,
+                 after={"username": username, "permission": "run"})
 
 
 @transaction.atomic

@@ -59,10 +59,12 @@ class ManifestItemSerializer(serializers.Serializer):
     document = serializers.IntegerField()
     type = serializers.CharField()
     name = serializers.CharField()
-    action = serializers.ChoiceField(choices=["create", "skip"])
+    action = serializers.ChoiceField(choices=["create", "update", "skip"])
     kind = serializers.CharField(required=False)
     reason = serializers.CharField(required=False)
     id = serializers.UUIDField(required=False)
+    run = serializers.UUIDField(required=False, help_text="The run an apply started for this document.")
+    phase = serializers.CharField(required=False, help_text="That run's phase (refused: see its message).")
 
 
 class ManifestErrorSerializer(serializers.Serializer):

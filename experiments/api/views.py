@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import parsers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -201,28 +202,57 @@ class HaltView(TenantScopedAPIView):
         return Response(runs.halt(self.actor, self.tenant))
 
 
+def _flag(value: str | None, name: str) -> bool | None:
+    if value in (None, ""):
+        return None
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise ValidationError({name: f"{value!r} is not true or false"})
+
+
 def _errors(error: ManifestErrors) -> list[dict[str, Any]]:
     return [e.as_dict() for e in error.errors]
 
 
 class ManifestImportView(TenantScopedAPIView):
     """POST Chaos Mesh YAML (one or many documents; Content-Type: application/yaml): creates the
-    experiments, schedules, workflows and status checks it holds, all or none."""
+    experiments, schedules, workflows and status checks it holds, all or none.
+
+    With `?environment=<name>` it is `kubectl apply`: experiments that exist are updated, and each
+    chaos document starts a run against that environment (`&dry_run=true` for dry runs)."""
 
     model = Experiment
     parser_classes = YAML_PARSERS
 
     @extend_schema(
         request={YAML_TYPE: {"type": "string"}},
+        parameters=[
+            OpenApiParameter("environment", str, description="Apply: start a run of each chaos document here."),
+            OpenApiParameter("dry_run", bool, description="With environment: dry runs."),
+        ],
         responses={201: ManifestItemSerializer(many=True), 400: ManifestErrorSerializer(many=True)},
     )
     def post(self, request: Any, tenant_slug: str) -> Response:
+        environment = request.query_params.get("environment") or None
+        dry_run = _flag(request.query_params.get("dry_run"), "dry_run")
         try:
-            plan = services.import_manifests(self.actor, self.tenant, request.data)
+            plan = services.import_manifests(
+                self.actor, self.tenant, request.data, environment=environment, dry_run=dry_run
+            )
         except ManifestErrors as error:
             return Response({"errors": _errors(error)}, status=status.HTTP_400_BAD_REQUEST)
-        created = iter(plan.objects)
-        items = [item | ({"id": next(created).uuid} if item["action"] == "create" else {}) for item in plan.items]
+        made, started = iter(plan.objects), {r.experiment_id: r for r in plan.runs}
+        items = []
+        for item in plan.items:
+            if item["action"] != "skip":
+                obj = next(made)
+                item = item | {"id": obj.uuid}
+                run = started.get(obj.pk) if isinstance(obj, Experiment) else None
+                if run is not None:
+                    item |= {"run": run.uuid, "phase": run.phase}
+            items.append(item)
         return Response({"created": items}, status=status.HTTP_201_CREATED)
 
 

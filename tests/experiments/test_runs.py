@@ -274,7 +274,10 @@ def test_an_unknown_or_unfit_environment_names_the_field(world: Any) -> None:
     assert "no environment named 'nowhere'" in str(unknown.value.message_dict["environment"])
     from injector import services
 
-    services.create_environment(SYSTEM, world.acme, "cloud", "aws")
+    services.create_environment(
+        SYSTEM, world.acme, "cloud", "aws", config={"region": "us-east-1"},
+        secrets={"access_key_id": "AKIAEXAMPLE", "secret_access_key": "not-a-real-secret"},
+    )
     with pytest.raises(ValidationError) as unfit:
         runs.start_run(SYSTEM, experiment, "cloud")
     assert "runs in a Hosts (node agent) environment" in str(unfit.value.message_dict["environment"])

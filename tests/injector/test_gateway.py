@@ -360,9 +360,14 @@ def test_stopping_the_gateway_marks_its_agents_disconnected(
 
 
 def test_only_agent_environments_get_a_registration_token_and_only_owners_create_them(world: Any) -> None:
-    env, token = services.create_environment(SYSTEM, world.acme, "cloud", "aws")
+    env, token = services.create_environment(
+        SYSTEM, world.acme, "cloud", "aws", config={"region": "us-east-1"},
+        secrets={"access_key_id": "AKIAEXAMPLE", "secret_access_key": "not-a-real-secret"},
+    )
     assert token is None and env.registration_prefix is None
-    cluster, token = services.create_environment(SYSTEM, world.acme, "cluster", "kubernetes")
+    cluster, token = services.create_environment(
+        SYSTEM, world.acme, "cluster", "kubernetes", config={"api_url": "https://k8s.test:6443", "namespaces": ["a"]}
+    )
     assert token.startswith(f"cpr_{cluster.registration_prefix}_")  # for the agent DaemonSet
     env, token = services.create_environment(Actor(user=world.owner.user), world.acme, "hosts", "hosts")
     assert token.startswith(f"cpr_{env.registration_prefix}_") and token.split("_", 2)[2] not in env.registration_hash
