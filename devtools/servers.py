@@ -287,6 +287,14 @@ class ManagedProcess:
                 _live.remove(self)
         self._after_stop()
 
+    def kill(self) -> None:
+        """SIGKILL the whole process group at once: no chance to clean up (a crash, an OOM kill)."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            self._killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        self.stop()
+
     def _send_stop(self, proc: subprocess.Popen[bytes]) -> None:
         self._killpg(proc.pid, self.stop_signal)
 

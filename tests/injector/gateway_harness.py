@@ -23,9 +23,11 @@ WAIT = 10.0  # seconds: generous, so a slow CI machine does not fail a test that
 
 
 @contextmanager
-def running_gateway(certs: DevCerts, redis_url: str, name: str, mutual: bool = True) -> Iterator[AgentGateway]:
+def running_gateway(
+    certs: DevCerts, redis_url: str, name: str, mutual: bool = True, port: int | None = None
+) -> Iterator[AgentGateway]:
     tls = TlsFiles(certs.server_cert, certs.server_key, certs.ca if mutual else None)
-    gateway = AgentGateway(f"127.0.0.1:{free_port()}", tls=tls, redis_url=redis_url, name=name, max_streams=16)
+    gateway = AgentGateway(f"127.0.0.1:{port or free_port()}", tls=tls, redis_url=redis_url, name=name, max_streams=16)
     gateway.start()
     try:
         yield gateway
