@@ -161,12 +161,15 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Chaosplane API",
-    "DESCRIPTION": "Chaos engineering as a service: tenants, members, tokens, policy and the audit log.",
+    "DESCRIPTION": "Chaos engineering as a service: tenants, members, tokens, policy, the audit log, experiments, "
+    "environments, runs and their archive.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Two choice sets are called `kind`: the chaos kinds and the environment kinds.
+    "ENUM_NAME_OVERRIDES": {"EnvironmentKindEnum": "injector.models.Environment.Kind"},
 }
 
 LOGGING = {
