@@ -51,6 +51,9 @@ from .models import Event, Experiment, Injection, Run
 log = logging.getLogger(__name__)
 Phase, State = Run.Phase, Injection.State
 
+#: Rows per UPDATE when a step writes the outcome of many targets.
+BATCH = 500
+
 #: Phases a stop (or halt, or the deadline) moves to recovering.
 STOPPABLE = (Phase.PENDING, Phase.INJECTING, Phase.RUNNING, Phase.PAUSING, Phase.PAUSED)
 
@@ -320,6 +323,7 @@ def _inject_pending(run: Run, definition: ExperimentDefinition, driver: Any) -> 
     transient: list[str] = []
     failed: list[str] = []
     retake: list[Injection] = []
+    changed: list[Injection] = []
     now = timezone.now()
     with transaction.atomic():
         Run.objects.select_for_update().filter(pk=run.pk).first()
@@ -329,16 +333,21 @@ def _inject_pending(run: Run, definition: ExperimentDefinition, driver: Any) -> 
             row.attempts += 1
             if isinstance(outcome, TransientError):
                 transient.append(f"{row.target_display}: {outcome}")
-                if mine:
-                    _save(row, state=State.PENDING, error=str(outcome))
+                row.state, row.error = State.PENDING, str(outcome)
             elif isinstance(outcome, DriverError):
                 failed.append(f"{row.target_display}: {outcome}")
-                if mine:
-                    _save(row, state=State.FAILED, error=str(outcome))
+                row.state, row.error = State.FAILED, str(outcome)
             elif mine:
-                _save(row, state=State.INJECTED, detail=str(outcome or ""), injected_at=now, error="")
+                row.state, row.detail, row.injected_at, row.error = State.INJECTED, str(outcome or ""), now, ""
             else:
                 retake.append(row)  # recovery took it while the fault went in: undo it ourselves
+                continue
+            if mine:
+                changed.append(row)
+        # One statement per batch, not per target: a run over a thousand hosts writes a few rows.
+        Injection.objects.bulk_update(
+            changed, ["state", "error", "detail", "injected_at", "attempts"], batch_size=BATCH
+        )
     for row in retake:
         try:
             driver.recover(_target_ref(row), fault, row.fault_id)
@@ -374,11 +383,6 @@ def _after_injection(run: Run) -> Step:
         left = max((run.deadline - now).total_seconds(), 0)
         event(run, "Running", f"faults in place until {run.deadline:%Y-%m-%d %H:%M:%S} UTC ({left:.0f} s)")
     return DONE
-
-
-def _save(row: Injection, **fields: Any) -> None:
-    fields["attempts"] = row.attempts
-    Injection.objects.filter(pk=row.pk).update(**fields)
 
 
 def _fail(run: Run, message: str) -> Step:
@@ -434,10 +438,11 @@ def recover(run_id: int) -> Step:
             row.attempts += 1
             if isinstance(outcome, DriverError):
                 problems.append(f"{row.target_display}: {outcome}")
-                _save(row, error=f"recovery: {outcome}")
+                row.error = f"recovery: {outcome}"
             else:
                 done += 1
-                _save(row, state=State.RECOVERED, recovered_at=now)
+                row.state, row.recovered_at = State.RECOVERED, now
+        Injection.objects.bulk_update(rows, ["state", "error", "recovered_at", "attempts"], batch_size=BATCH)
         if done:
             event(run, "Recovered", f"{done} targets recovered")
         if problems:
