@@ -35,3 +35,5 @@ lint: install-test
 
 bench: install-test
 	$(PY) bench/api_latency.py
+	@if [ "$$(id -u)" = 0 ]; then $(PY) bench/agent_inject.py && $(PY) bench/run_latency.py; \
+	else echo "bench/agent_inject.py and bench/run_latency.py need root (network namespaces): skipped"; fi

@@ -21,6 +21,8 @@ import redis
 
 from injector.drivers.agent import RESULT_TTL, AgentResult, commands_key, result_key
 
+CHUNK = 64  # agents per serving thread
+
 
 class SimulatedAgents:
     def __init__(self, redis_url: str, agent_ids: list[Any]) -> None:
@@ -34,7 +36,7 @@ class SimulatedAgents:
         self.silent: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def held(self, agent_id: Any) -> set[str]:
         with self._lock:
@@ -45,14 +47,20 @@ class SimulatedAgents:
             return {a: set(f) for a, f in self.faults.items() if f}
 
     def start(self) -> SimulatedAgents:
-        self._thread = threading.Thread(target=self._serve, name="simulated-agents", daemon=True)
-        self._thread.start()
+        # One BLPOP names every key it waits on, so a thousand agents share a few threads, each
+        # waiting on a slice of them: as a fleet of agents answers in parallel.
+        keys = [commands_key(a).encode() for a in self.agent_ids]
+        for i in range(0, len(keys), CHUNK):
+            thread = threading.Thread(target=self._serve, args=(keys[i:i + CHUNK],), name=f"simulated-agents-{i}",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
 
     def __enter__(self) -> SimulatedAgents:
         return self.start()
@@ -60,9 +68,8 @@ class SimulatedAgents:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    def _serve(self) -> None:
+    def _serve(self, keys: list[bytes]) -> None:
         client = redis.Redis.from_url(self.redis_url)
-        keys = [commands_key(a) for a in self.agent_ids]
         try:
             while not self._stop.is_set():
                 item = client.blpop(keys, timeout=0.2)
