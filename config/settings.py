@@ -204,3 +204,5 @@ AGENT_COMMAND_TIMEOUT = float(os.environ.get("AGENT_COMMAND_TIMEOUT", "10"))  # 
 # The gateway address agents are told to dial (the cluster manifest's DaemonSet), when it differs
 # from where it listens (behind a load balancer, a public name).
 AGENT_GATEWAY_PUBLIC_ADDRESS = os.environ.get("AGENT_GATEWAY_PUBLIC_ADDRESS", AGENT_GATEWAY_LISTEN)
+# How often a cloud driver asks whether an instance or a disk has reached the state it waits for.
+CLOUD_POLL_SECONDS = float(os.environ.get("CLOUD_POLL_SECONDS", "5"))

@@ -59,7 +59,11 @@ class Experiment(TenantNamedObject):
 
     def spec(self) -> dict[str, Any]:
         """The Chaos Mesh spec of this experiment (what a manifest's `spec` holds)."""
-        out: dict[str, Any] = {"action": self.action} if self.action else {}
+        from injector.faults import KINDS
+
+        field = KINDS[self.kind].action_field if self.kind in KINDS else "action"
+        # Kinds without an action field (StressChaos, ...) infer it from their parameters.
+        out: dict[str, Any] = {field: self.action} if self.action and field else {}
         if self.mode:
             out["mode"] = self.mode
             if self.mode_value is not None:

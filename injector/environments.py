@@ -7,6 +7,7 @@ decrypted credentials.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
@@ -65,17 +66,18 @@ def driver_for(environment: Environment, **options: Any) -> Any:
 
         agents = {a.name: a for a in host_agents(environment) if a.connected}
         return KubernetesDriver(connection, agent_for_node=agents.get, **options)
+    poll = settings.CLOUD_POLL_SECONDS
     if kind == Environment.Kind.AWS:
         from injector.drivers.aws import AWSDriver
 
-        return _closable(AWSDriver(connection))
+        return _closable(AWSDriver(replace(connection, poll_interval=poll)))
     if kind == Environment.Kind.GCP:
         from injector.drivers.gcp import GCPDriver
 
-        return _closable(GCPDriver(connection))
+        return _closable(GCPDriver(replace(connection, poll_interval=poll)))
     from injector.drivers.azure import AzureDriver
 
-    return _closable(AzureDriver(connection))
+    return _closable(AzureDriver(replace(connection, polling_interval=poll)))
 
 
 def _closable(driver: Any) -> Any:

@@ -300,3 +300,12 @@ def test_an_experiment_a_schedule_runs_cannot_be_deleted(world: Any, api: Any) -
     experiment = Experiment.objects.get(name="nightly-loss")
     response = api(world.operator).delete(f"{T}/experiments/{experiment.uuid}/")
     assert response.status_code == 400 and "nightly-loss" in response.json()["name"][0]
+
+
+def test_a_kind_without_an_action_field_exports_and_runs_its_definition(world: Any, api: Any) -> None:
+    body = {"name": "burn", "kind": "StressChaos", "namespace": "shop", "mode": "one", "duration": "30s",
+            "selector": {"namespaces": ["shop"]}, "params": {"stressors": {"cpu": {"workers": 1, "load": 20}}}}
+    created = api(world.operator).post(f"{T}/experiments/", body, format="json")
+    assert created.status_code == 201, created.json()
+    manifest = api(world.operator).get(f"{T}/experiments/{created.json()['id']}/manifest/")
+    assert manifest.status_code == 200 and "action:" not in manifest.content.decode()
