@@ -9,4 +9,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("tenants.urls")),
     path("", include("experiments.urls")),
+    path("", include("injector.urls")),
 ]

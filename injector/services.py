@@ -283,3 +283,22 @@ def record_refused_command(gateway: str, agent: Agent, envelope: dict[str, Any],
         "reason": reason,
     }
     audit.record(actor, agent.tenant, "agent.command.refused", agent, after=after)
+
+
+def cluster_manifest(env: Environment, registration_token: str | None = None) -> str:
+    """The YAML a tenant applies in the cluster of a kubernetes environment (injector.rbac): a
+    service account with only what Chaosplane calls, and the agent DaemonSet. Without a token,
+    the manifest holds a placeholder for it."""
+    from django.conf import settings
+
+    from . import rbac
+    from .credentials import DEFAULT_AGENT_IMAGE
+
+    if env.kind != Environment.Kind.KUBERNETES:
+        raise ValidationError({"kind": "only a kubernetes environment has a cluster manifest"})
+    config = env.config
+    return rbac.cluster_manifest(
+        environment_name=env.name, scope=config.get("scope", "namespace"),
+        namespaces=list(config.get("namespaces") or ()), gateway_address=settings.AGENT_GATEWAY_PUBLIC_ADDRESS,
+        registration_token=registration_token, agent_image=config.get("agent_image") or DEFAULT_AGENT_IMAGE,
+    )

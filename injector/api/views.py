@@ -6,7 +6,6 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.http import HttpResponse
@@ -16,8 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from injector import rbac, services
-from injector.credentials import DEFAULT_AGENT_IMAGE
+from injector import services
 from injector.faults import catalog
 from tenants.api.scoping import TenantScopedViewSet
 
@@ -107,15 +105,7 @@ class EnvironmentViewSet(TenantScopedViewSet):
         return Response(EnvironmentCreatedSerializer(env).data)
 
     def _manifest(self, env: Environment, token: str | None) -> HttpResponse:
-        if env.kind != Environment.Kind.KUBERNETES:
-            raise ValidationError({"kind": "only a kubernetes environment has a cluster manifest"})
-        config = env.config
-        text = rbac.cluster_manifest(
-            environment_name=env.name, scope=config.get("scope", "namespace"),
-            namespaces=list(config.get("namespaces") or ()), gateway_address=settings.AGENT_GATEWAY_PUBLIC_ADDRESS,
-            registration_token=token, agent_image=config.get("agent_image") or DEFAULT_AGENT_IMAGE,
-        )
-        response = HttpResponse(text, content_type=f"{YAML_TYPE}; charset=utf-8")
+        response = HttpResponse(services.cluster_manifest(env, token), content_type=f"{YAML_TYPE}; charset=utf-8")
         response["Content-Disposition"] = f'inline; filename="chaosplane-{env.name}.yaml"'
         return response
 

@@ -431,3 +431,27 @@ def test_list_pages_make_a_constant_number_of_queries(world: Any, path: str) -> 
         services.issue_token(SYSTEM, world.acme, f"extra{n}", Role.VIEWER, user=user)
         Event.objects.create(tenant=world.acme, reason="Tick")
     assert queries() == small
+
+
+def test_the_environments_page_lists_them_and_gives_the_cluster_manifest(world: Any) -> None:
+    from injector import services as injector_services
+
+    injector_services.create_environment(
+        SYSTEM, world.acme, "prod", "kubernetes",
+        config={"api_url": "https://k8s.example:6443", "namespaces": ["shop"]}, secrets={"token": "sa-token-1"},
+    )
+    injector_services.create_environment(SYSTEM, world.acme, "lab", "hosts")
+    page = signed_in(world.viewer).get("/t/acme/environments/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "prod" in text and "Kubernetes cluster" in text and "Hosts (node agent)" in text
+    assert "sa-token-1" not in text and "Issue a new agent token" not in text  # viewers only download
+
+    blank = signed_in(world.viewer).get("/t/acme/environments/prod/manifest/")
+    assert blank.status_code == 200 and "kind: DaemonSet" in blank.content.decode()
+    assert "cpr_" not in blank.content.decode()
+    assert signed_in(world.viewer).post("/t/acme/environments/prod/manifest/").status_code == 403
+    issued = signed_in(world.owner).post("/t/acme/environments/prod/manifest/")
+    assert issued.status_code == 200 and "cpr_" in issued.content.decode()
+    assert "Issue a new agent token" in signed_in(world.owner).get("/t/acme/environments/").content.decode()
+    assert signed_in(world.outsider).get("/t/acme/environments/").status_code == 404
