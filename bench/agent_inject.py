@@ -17,7 +17,6 @@ import asyncio
 import os
 import secrets
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from bench.common import percentiles, wait_for  # noqa: E402 - after the path is set
 
 NETNS = f"cpbench{os.getpid() % 10000}"
 
@@ -38,19 +39,6 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    q = statistics.quantiles(samples, n=100)
-    return q[49], q[98]
-
-
-def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def main() -> None:

@@ -17,33 +17,21 @@ import argparse
 import os
 import secrets
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.common import percentiles, wait_for  # noqa: E402 - after the path is set
+
 NETNS = f"cprun{os.getpid() % 10000}"
+POLL = 0.002  # seconds between looks at the run's phase: small beside what is measured
 
 
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    q = statistics.quantiles(samples, n=100)
-    return q[49], q[98]
-
-
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.002) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def main() -> None:
@@ -139,11 +127,11 @@ def run(env: dict[str, str], tmp: Path, args: argparse.Namespace) -> None:
             assert response.status_code == 201, response.content
             run_id = response.json()["id"]
             wait_for(lambda run_id=run_id: Run.objects.filter(uuid=run_id, phase=Run.Phase.RUNNING).exists(), 30,
-                     f"run {run_id} to be running")
+                     f"run {run_id} to be running", POLL)
             t1 = time.perf_counter()
             assert client.post(f"{base}/runs/{run_id}/stop/").status_code == 200
             wait_for(lambda run_id=run_id: Run.objects.filter(uuid=run_id, phase=Run.Phase.FINISHED).exists(), 30,
-                     f"run {run_id} to finish")
+                     f"run {run_id} to finish", POLL)
             t2 = time.perf_counter()
             starts.append((t1 - t0) * 1000)
             stops.append((t2 - t1) * 1000)

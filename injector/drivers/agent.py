@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import redis
+import redis.exceptions
 
 ENVELOPE_VERSION = 1
 RESULT_TTL = 300  # seconds a result waits for a caller that may have given up
@@ -165,6 +166,19 @@ def send_command(
         client.lrem(queue, 1, payload)
         raise AgentTimeout(f"agent {agent.name} ({agent_id}) did not answer within {timeout:g} s; is it connected?")
     return AgentResult.from_json(answer[1])
+
+
+def call(what: str, method: Any, *args: Any, timeout: float) -> AgentResult:
+    """`method(*args)` (inject, recover...) for a driver: no answer in time, or no relay, is a
+    TransientError naming `what`, worth a retry with backoff."""
+    from injector.drivers.base import TransientError
+
+    try:
+        return method(*args, timeout=timeout)
+    except TimeoutError as error:  # AgentTimeout: not connected, or busy
+        raise TransientError(f"{what}: {error}") from error
+    except (redis.exceptions.RedisError, OSError) as error:
+        raise TransientError(f"{what}: the command relay is unreachable: {error}") from error
 
 
 def _unix_ms(moment: datetime | float) -> int:

@@ -27,10 +27,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-import redis.exceptions
-
 from injector.drivers import agent as agent_api
-from injector.drivers.base import PermanentError, TargetRef, TransientError
+from injector.drivers.base import PermanentError, TargetRef
 from injector.faults import FaultSpec, SelectorKind
 
 NAMESPACE_LABEL = "chaosplane.io/namespace"
@@ -154,12 +152,7 @@ class HostsDriver:
             raise PermanentError(f"agent {target.display} could not recover {fault_id}: {result.error or 'no reason'}")
 
     def _call(self, what: str, method: Callable[..., agent_api.AgentResult], *args: Any) -> agent_api.AgentResult:
-        try:
-            return method(*args, timeout=self.agent_timeout)
-        except TimeoutError as error:  # AgentTimeout: not connected, or busy
-            raise TransientError(f"{what}: {error}") from error
-        except (redis.exceptions.RedisError, OSError) as error:
-            raise TransientError(f"{what}: the command relay is unreachable: {error}") from error
+        return agent_api.call(what, method, *args, timeout=self.agent_timeout)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import redis.exceptions
 import urllib3.exceptions
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -469,12 +468,7 @@ class KubernetesDriver:
                                      f"{result.error or 'no reason given'}")
 
     def _agent_call(self, what: str, method: Callable[..., agent_api.AgentResult], *args: Any) -> agent_api.AgentResult:
-        try:
-            return method(*args, timeout=self.agent_timeout)
-        except TimeoutError as error:  # AgentTimeout: not connected, or busy
-            raise TransientError(f"{what}: {error}") from error
-        except (redis.exceptions.RedisError, OSError) as error:
-            raise TransientError(f"{what}: the command relay is unreachable: {error}") from error
+        return agent_api.call(what, method, *args, timeout=self.agent_timeout)
 
 
 def _container_names(fault: FaultSpec) -> list[str] | None:

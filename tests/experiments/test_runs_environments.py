@@ -16,7 +16,6 @@ from typing import Any
 import boto3
 import pytest
 from django.utils import timezone
-from moto.server import ThreadedMotoServer
 
 from experiments import runs
 from experiments import services as experiment_services
@@ -25,6 +24,7 @@ from injector import services
 from injector.models import Agent, Environment
 from tenants.models import Policy
 from tests.fakes.kubeapi import KubeAPI
+from tests.fakes.moto_server import moto_server
 
 from .runs_harness import SYSTEM, simulated
 
@@ -163,13 +163,8 @@ def test_the_wrong_token_fails_the_run_with_the_api_servers_word(world: Any, kub
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_server() as url:
+        yield url
 
 
 def test_an_ec2_stop_run_stops_the_instance_and_recovery_starts_it(world: Any, moto_url: str, settings: Any) -> None:

@@ -28,7 +28,6 @@ from azure.core.credentials import AccessToken
 from azure.mgmt.compute import ComputeManagementClient
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
-from moto.server import ThreadedMotoServer
 
 from injector.drivers.aws import AWSConnection, AWSDriver
 from injector.drivers.azure import AzureConnection, AzureDriver
@@ -37,6 +36,7 @@ from injector.drivers.gcp import GCPConnection, GCPDriver
 from injector.faults import FaultSpec, kind
 from tests.fakes.azure_compute import FakeAzureCompute
 from tests.fakes.gcp_compute import FakeComputeEngine
+from tests.fakes.moto_server import moto_server
 
 REGION = "us-east-1"
 AWS_SECRET = "moto-secret-key-never-shown"
@@ -105,13 +105,8 @@ class FailingFront:
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture
