@@ -63,7 +63,7 @@ class EnvironmentViewSet(TenantScopedViewSet):
     def get_queryset(self) -> Any:
         return super().get_queryset().annotate(
             agent_count=Count("agents"), connected_count=Count("agents", filter=Q(agents__connected=True))
-        )
+        ).order_by("name")  # a GROUP BY drops the model's ordering
 
     def list(self, request: Any, tenant_slug: str) -> Response:
         page = self.paginate_queryset(self.get_queryset())
