@@ -281,14 +281,14 @@ def _select(run: Run, definition: ExperimentDefinition, driver: Any) -> Step | N
         )
         for i, t in enumerate(chosen)
     ]
+    names = ", ".join(t.display for t in chosen[:10]) + (f" and {len(chosen) - 10} more" if len(chosen) > 10 else "")
     try:
         with transaction.atomic():
             Injection.objects.bulk_create(rows, batch_size=500)
+            event(run, "Selected", f"{len(chosen)} of {len(candidates)} candidates ({_mode_text(definition)}, "
+                                   f"seed {run.seed}): {names}")
     except IntegrityError:
         return None  # another worker selected first; go on with its rows
-    names = ", ".join(t.display for t in chosen[:10]) + (f" and {len(chosen) - 10} more" if len(chosen) > 10 else "")
-    event(run, "Selected", f"{len(chosen)} of {len(candidates)} candidates ({_mode_text(definition)}, "
-                           f"seed {run.seed}): {names}")
     return None
 
 
@@ -352,10 +352,13 @@ def _inject_pending(run: Run, definition: ExperimentDefinition, driver: Any) -> 
         except DriverError as error:
             log.warning("could not undo %s after a stop: %s", row.fault_id, error)
     injected = [r for r, o in results if not isinstance(o, DriverError)]
-    if injected:
-        event(run, "Injected", f"{fault.kind.name} {fault.action.name} on {len(injected)} targets")
-    for text in failed[:20]:
-        event(run, "Failed", text, warning=True)
+    with transaction.atomic():  # one commit for the step's events and the phase that follows
+        if injected:
+            event(run, "Injected", f"{fault.kind.name} {fault.action.name} on {len(injected)} targets")
+        for text in failed[:20]:
+            event(run, "Failed", text, warning=True)
+        if not transient:
+            return _after_injection(run)
     if transient and max(r.attempts for r, o in results if isinstance(o, TransientError)) < settings.RUN_MAX_ATTEMPTS:
         event(run, "Retrying", f"{len(transient)} targets hit a transient error; first: {transient[0]}", warning=True)
         return Step(retry_in=_backoff(run), message=transient[0])
