@@ -15,10 +15,13 @@ from collections.abc import Callable
 
 from nodeagent.orders import FaultOrder, Refused
 
-from . import network, process, stress, validate
+from . import disk, dns, files, http, iofault, jvm, kernel, network, process, redisfault, stress, timeshift, validate
 from .probe import capabilities
 
 Executor = tuple[Callable[[FaultOrder], str], Callable[[FaultOrder], None]]
+
+#: Executors that declare their own (kind, action) pairs in a module-level EXECUTORS dict.
+PLUGGED = (dns, http, iofault, timeshift, jvm, disk, files, redisfault, kernel)
 
 _NET: Executor = (network.inject, network.recover)
 _PROC: Executor = (process.inject, process.recover)
@@ -35,6 +38,11 @@ REGISTRY: dict[tuple[str, str], Executor] = {
     ("PhysicalMachineChaos", "stress-mem"): _STRESS,
     ("StressChaos", "stress"): _STRESS,
 }
+for _module in PLUGGED:
+    for _key, _executor_pair in _module.EXECUTORS.items():
+        if _key in REGISTRY:
+            raise RuntimeError(f"{_module.__name__} registers {_key}, which another executor has")
+        REGISTRY[_key] = _executor_pair
 
 
 def _executor(order: FaultOrder) -> Executor:
