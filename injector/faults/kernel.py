@@ -1,5 +1,6 @@
 """KernelChaos: make kernel allocations fail (slab, page or bio) for the selected pods' processes,
-optionally only along a given call chain, with BPF kprobes (bpfki). Chaos Mesh has no `action`
+optionally only along a given call chain (bpfki, BPF kprobes; the agent uses the kernel's fail_function
+and refuses call chains). Chaos Mesh has no `action`
 key; the one action here is `fail-kern-request`."""
 from __future__ import annotations
 
@@ -52,7 +53,9 @@ KIND = Kind(
                           help="What fails, where and how often."),),
             # Chaos Mesh applies it to the processes of the selected pods.
             targets=frozenset({Target.POD}),
-            capability=Capability.BPF_KPROBE,
+            # The agent arms the kernel's fail_function for the target's tasks (a call chain, which
+            # would need BPF kprobes, is refused by the agent).
+            capability=Capability.FAIL_FUNCTION,
         ),
     ),
 )

@@ -44,6 +44,7 @@ class Capability(StrEnum):
     STRESS_NG = "stress-ng"
     PTRACE_VDSO = "ptrace-vdso"
     BPF_KPROBE = "bpf-kprobe"
+    FAIL_FUNCTION = "fail-function"  # the kernel's fault injection (debugfs fail_function)
     BYTEMAN = "byteman"
     DEVICE_MAPPER = "device-mapper"
     PROCESS_SIGNAL = "process-signal"

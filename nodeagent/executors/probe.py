@@ -150,7 +150,26 @@ def detect() -> list[Capability]:
         (BYTEMAN, _byteman),
         (CONTAINER_RUNTIME, _runtimes),
     ]
-    return [(name, *check()) for name, check in rows]
+    found = [(name, *check()) for name, check in rows]
+    # Fault families in their own modules say what they need themselves; theirs replace the generic rows.
+    for name, ok, detail in _plugged():
+        found = [row for row in found if row[0] != name] + [(name, ok, detail)]
+    return found
+
+
+def _plugged() -> list[Capability]:
+    from . import PLUGGED
+
+    rows: list[Capability] = []
+    for module in PLUGGED:
+        try:
+            if hasattr(module, "capabilities"):
+                rows.extend(module.capabilities())
+            elif hasattr(module, "capability"):
+                rows.append(module.capability())
+        except Exception as error:  # noqa: BLE001 - a broken probe must not stop the agent from starting
+            rows.append((module.__name__.rsplit(".", 1)[-1], False, f"probe failed: {error}"))
+    return rows
 
 
 def capabilities(refresh: bool = False) -> list[Capability]:
