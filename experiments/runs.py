@@ -232,8 +232,7 @@ def _parallel(fn: Callable[[Injection], Any], rows: list[Injection]) -> list[tup
 
 def inject(run_id: int) -> Step:
     """Resolve, select and inject (a new run, or a resumed one). Safe to call again at any time."""
-    if _cas(run_id, [Phase.PENDING], Phase.INJECTING, started_at=timezone.now()):
-        pass
+    _cas(run_id, [Phase.PENDING], Phase.INJECTING, started_at=timezone.now())  # a new run; else resumed or redone
     run = Run.objects.select_related("environment", "tenant").get(pk=run_id)
     if run.phase != Phase.INJECTING:
         return DONE
@@ -494,7 +493,7 @@ def _publish_recover(run_id: int) -> None:
 # Commands -----------------------------------------------------------------------------------------
 
 
-def _command(actor: Actor, run: Run, action: str) -> Run:
+def _command(actor: Actor, run: Run) -> Run:
     _require(actor, run.tenant)
     if run.archived:
         raise ValidationError({"phase": f"the run is {run.phase}: archived runs are read-only"})
@@ -503,7 +502,7 @@ def _command(actor: Actor, run: Run, action: str) -> Run:
 
 def stop(actor: Actor, run: Run, reason: str = "", *, publish: bool = True) -> bool:
     """Recover every fault of the run now and end it. False when it was not running any more."""
-    _command(actor, run, "stop")
+    _command(actor, run)
     message = reason or f"stopped by {actor}"
     with transaction.atomic():
         if not _cas(run.pk, STOPPABLE, Phase.RECOVERING, message=message):
@@ -516,7 +515,7 @@ def stop(actor: Actor, run: Run, reason: str = "", *, publish: bool = True) -> b
 
 
 def pause(actor: Actor, run: Run) -> None:
-    _command(actor, run, "pause")
+    _command(actor, run)
     if run.one_shot:
         raise ValidationError({"phase": "a one-shot run cannot be paused"})
     with transaction.atomic():
@@ -528,7 +527,7 @@ def pause(actor: Actor, run: Run) -> None:
 
 
 def resume(actor: Actor, run: Run) -> None:
-    _command(actor, run, "resume")
+    _command(actor, run)
     with transaction.atomic():
         locked = Run.objects.select_for_update().get(pk=run.pk)
         if locked.phase != Phase.PAUSED:
