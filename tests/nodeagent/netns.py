@@ -145,16 +145,30 @@ def _host_links() -> list[str]:
     return [link["ifname"] for link in json.loads(run(["ip", "-j", "link", "show"]).stdout or "[]")]
 
 
-def _stress_left() -> list[int]:
+def _fault_processes_left() -> list[int]:
+    """Processes an executor started for a fault (stress-ng, a DNS responder, an HTTP proxy, a FUSE
+    server...): each carries the CHAOSPLANE_FAULT marker in its environment."""
     found = []
     for entry in os.listdir("/proc"):
         try:
             with open(f"/proc/{entry}/environ", "rb") as f:
-                if stress.MARKER.encode() in f.read():
+                if stress.MARKER.encode() + b"=" in f.read():
                     found.append(int(entry))
         except (OSError, ValueError):
             continue
     return found
+
+
+def _describe(pids: list[int]) -> list[str]:
+    out = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            out.append(f"{pid} {command[:120]}")
+        except OSError:
+            out.append(str(pid))
+    return out
 
 
 @pytest.fixture
@@ -185,8 +199,9 @@ def lab() -> Iterator[Lab]:
             problems.append(f"delayers still running: {delayer.running()}")
             for fid in delayer.running():
                 delayer.stop(fid)
-        if stress.running() or _stress_left():
-            problems.append(f"stress-ng left: {stress.running()} {_stress_left()}")
+        left = _fault_processes_left()
+        if stress.running() or left:
+            problems.append(f"fault processes left: {stress.running()} {_describe(left)}")
         new_chains = [c for c in iptables.leftovers() if c not in host_before]
         if new_chains:
             problems.append(f"host iptables: {new_chains}")
@@ -198,8 +213,11 @@ def lab() -> Iterator[Lab]:
             if child.poll() is None:
                 os.killpg(child.pid, 9)
             child.wait(5)
-        for pid in _stress_left():
-            os.kill(pid, 9)
+        for pid in left:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
         for ns in (a, b):
             run(["ip", "netns", "del", ns], check=False)
         deadline = time.monotonic() + 5
