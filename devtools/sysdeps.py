@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 # What the test suite needs: the servers, the browser, and what the agent's faults use (iptables and
-# nftables, tc from iproute2, stress-ng, ping) plus the headers NetfilterQueue compiles against.
+# nftables, tc from iproute2, stress-ng, ping, a JDK and Byteman for JVM faults, unshare/nsenter)
+# plus the headers NetfilterQueue compiles against.
 TEST_PACKAGES: list[str] = [
     "redis-server",
     "postgresql",
@@ -26,6 +27,9 @@ TEST_PACKAGES: list[str] = [
     "gcc",
     "libnetfilter-queue-dev",
     "libnfnetlink-dev",
+    "openjdk-17-jdk-headless",
+    "libbyteman-java",
+    "util-linux",
 ]
 # What `make run` needs (the database is sqlite by default).
 RUN_PACKAGES: list[str] = ["redis-server"]
