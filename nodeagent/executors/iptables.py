@@ -44,12 +44,14 @@ def remove(short: str) -> None:
 
 
 def leftovers() -> list[str]:
-    """Every CHAOSPLANE chain and jump in this namespace (for tests and the agent's self-check)."""
+    """Every CHAOSPLANE chain and jump in this namespace, in the filter and nat tables (the DNS and
+    HTTP redirects live in nat), for tests and the agent's self-check."""
     found = []
     for binary in FAMILIES.values():
-        try:
-            listing = run([binary, "-w", "-S"]).stdout
-        except (CommandFailed, FileNotFoundError):
-            continue
-        found += [f"{binary}: {line}" for line in listing.splitlines() if PREFIX in line]
+        for table in ("filter", "nat"):
+            try:
+                listing = run([binary, "-w", "-t", table, "-S"]).stdout
+            except (CommandFailed, FileNotFoundError):
+                continue
+            found += [f"{binary} -t {table}: {line}" for line in listing.splitlines() if PREFIX in line]
     return found
