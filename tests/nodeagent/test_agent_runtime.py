@@ -156,7 +156,8 @@ def test_losing_the_lease_recovers_everything(world) -> None:
     silent_since = time.monotonic()
     wait_for(lambda: executor.markers() == set(), timeout=3, what="the lease")
     assert time.monotonic() - silent_since >= 0.9
-    assert {state_on_disk(db, f) for f in ("a", "b")} == {RECOVERED}
+    # The journal is written just after each executor returns: wait for it, do not race it.
+    wait_for(lambda: {state_on_disk(db, f) for f in ("a", "b")} == {RECOVERED}, timeout=3, what="the journal")
     assert runtime.list() == []
 
 
