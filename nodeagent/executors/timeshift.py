@@ -2,33 +2,36 @@
 reads, as Chaos Mesh does, by patching the process's vDSO; processes started later are not affected.
 
 Injecting, with every thread of the process stopped (PTRACE_SEIZE + PTRACE_INTERRUPT on each task):
-1. one thread runs mmap and mprotect for us (its registers pointed at a `syscall` instruction of the
-   vDSO, then put back; see timeshift_ptrace): a 4 KiB r-x page between two PROT_NONE guard pages,
-   which keep the kernel from merging it with a neighbouring mapping;
+1. one thread runs mmap for us, twice (from a trampoline in the vDSO's spare room; see
+   timeshift_ptrace): a 4 KiB r-x page between two PROT_NONE guard pages, which keep the kernel from
+   merging it with a neighbouring mapping (so it is always a mapping of its own, found by its size);
 2. the page gets a header naming the fault and keeping the original bytes, and the fake routines
    (timeshift_code): each asks the kernel for the real time with the `syscall` instruction and adds
    the offset when the clock id is one of the fault's;
 3. the first 12 bytes of __vdso_clock_gettime (and of __vdso_gettimeofday and __vdso_time when
    CLOCK_REALTIME is shifted) become `movabs rax, routine; jmp rax`. The vDSO page is copied on write,
-   so only this process sees the change. Patching waits until no thread is executing in the vDSO.
+   so only this process (and children it forks later) sees the change.
+Patching waits until no thread executes in the vDSO and none is in a signal handler that would
+return into the 12 bytes (a thread in the way is let run on alone for a moment, see _stopped).
 
-Recovering, again with every thread stopped (and none executing in the vDSO or the page): the original
-bytes go back from the page's header. Then one thread runs munmap on the page and its guards (with the
-`syscall` instruction in the page itself), once no thread holds an address in it: in a register, or
-on its stack above the stack pointer (a signal handler that interrupted a routine returns into it);
-re-checked for ~130 ms. A page still held after that stays mapped (harmless and unreachable: nothing
-jumps to it any more) and is logged; a later recover of the same fault unmaps it.
+Recovering, likewise: the original bytes go back from the page's header; then one thread runs munmap
+on the page and its guards once no thread executes in the page or holds an address in it (a register,
+or its stack above the stack pointer: a signal handler that interrupted a routine returns into it).
+A page still held after ~0.2 s of trying stays mapped (harmless and unreachable: nothing jumps to it
+any more) and is logged; a later recover of the same fault unmaps it.
 
 Recovery needs nothing but the order: it looks in every process for a page with this fault's short id
 (the header says which functions were patched and what they held), so it works after an agent restart,
-after the target's name changed or its container went, for children the target forked meanwhile
-(they inherit the patch), and does nothing when the process died. Nothing is kept on the agent's side
-(no state file). Known window: an agent killed while a thread of the target runs our injected
-mmap/mprotect/munmap (microseconds) leaves that thread at the wrong instruction, as with any ptrace
-injection; killed between mmap and writing the header, it leaves an unnamed 12 KiB mapping behind.
+after the target's name changed or its container went, for children the target forked meanwhile,
+and does nothing when the process died. Nothing is kept on the agent's side (no state file).
+An agent killed at any instant leaves the target running correctly (timeshift_ptrace): at worst a
+trampoline in the vDSO's unused padding (cleared by the next recover of any time fault) or, killed
+between mmap and writing the header, an unnamed 12 KiB mapping nothing refers to.
 
-x86_64 only. Not covered: programs that read the time without the vDSO (raw clock_gettime syscalls,
-the legacy vsyscall page of very old static binaries, rdtsc) and 32-bit processes (refused).
+x86_64 only (refused elsewhere, by architecture). Not covered: programs that read the time without
+the vDSO (raw clock_gettime syscalls, the legacy vsyscall page of very old static binaries, rdtsc)
+and 32-bit processes (refused). TimeChaos's containerNames is the control plane's business (it picks
+the container); a container target here means its main process and every process below it.
 """
 from __future__ import annotations
 
@@ -57,7 +60,7 @@ CLOCK_IDS = {
     "CLOCK_REALTIME_ALARM": 8, "CLOCK_BOOTTIME_ALARM": 9,
 }
 MAX_OFFSET_NS = 3653 * 86400 * 10**9  # ten years
-PROT_NONE, PROT_READ, PROT_EXEC, MAP_PRIVATE, MAP_ANONYMOUS = 0, 1, 4, 0x02, 0x20
+PROT_NONE, PROT_READ, PROT_EXEC, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0, 1, 4, 0x02, 0x10, 0x20
 STACK_SCAN = 1 << 20  # bytes above a thread's stack pointer searched for addresses in the page
 NUDGES = 200  # times a thread in the way is let run on a little (~0.2 s in all)
 _lock = threading.Lock()  # one time fault at a time: two tracers on one process would collide
@@ -327,7 +330,7 @@ def _stopped(pid: int, busy: Ranges, hazards: Ranges | None = None) -> Session:
             if not hot:
                 return session
             for tid in hot:
-                session.nudge(tid, 0.00005 * (attempt % 8))  # a varying slice of its run
+                session.nudge(tid, 0.00005 * (attempt % 8 + 1))  # a varying slice of its run
             session.stop_all()
     except BaseException:
         session.release()
@@ -383,16 +386,20 @@ def _patched_bytes(base: int, offsets: list[int]) -> Ranges:
 def map_page(session: Session, mem: Memory, scratch: int) -> int:
     """A 4 KiB r-x page in the stopped process, between two PROT_NONE guard pages of ours: the kernel
     merges adjacent anonymous mappings with the same protection, and the guards keep ours a mapping
-    of its own (so it is found by its size), whatever the process maps next to it."""
+    of its own (so it is found by its size), whatever the process maps next to it. The r-x page is
+    mapped anew over the middle of the reservation rather than mprotect-ed to exec, which processes
+    under MemoryDenyWriteExecute (seccomp) or PR_SET_MDWE may not do."""
     base = session.syscall(mem, scratch, code.SYS_MMAP, 0, 3 * code.PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
                            -1, 0)
     if -4096 < base < 0:
         raise Refused(f"process {session.pid}: mmap of a page for the fake clock failed: {os.strerror(-base)}")
-    result = session.syscall(mem, scratch, code.SYS_MPROTECT, base + code.PAGE, code.PAGE, PROT_READ | PROT_EXEC)
-    if result != 0:
+    page = session.syscall(mem, scratch, code.SYS_MMAP, base + code.PAGE, code.PAGE, PROT_READ | PROT_EXEC,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+    if page != base + code.PAGE:
         session.syscall(mem, scratch, code.SYS_MUNMAP, base, 3 * code.PAGE)
-        raise Refused(f"process {session.pid}: mprotect of the fake clock's page failed: {os.strerror(-result)}")
-    return base + code.PAGE
+        reason = os.strerror(-page) if -4096 < page < 0 else f"it came at {page:#x}"
+        raise Refused(f"process {session.pid}: mmap of the fake clock's page failed: {reason}")
+    return page
 
 
 def _shift(pid: int, short_id: str, plan_: Plan) -> str:
@@ -441,6 +448,8 @@ def _shift(pid: int, short_id: str, plan_: Plan) -> str:
 
 
 def inject(order: FaultOrder) -> str:
+    """Shift the clocks of every process the order means, or of none: a failure undoes those done and
+    refuses with the reason. A process that ends meanwhile is skipped (refused if it was the only one)."""
     short_id = validate.short_id(order.fault_id)
     plan_ = plan(order)
     pristine()
@@ -613,16 +622,15 @@ def recover(order: FaultOrder) -> None:
     failed = []
     with _lock:
         for pid in _all_pids():
-            if not _our_pages(pid, short_id):
-                _clear_stale_trampoline(pid)
-                continue
-            try:
-                done = in_tracer_thread(lambda pid=pid: _unshift(pid, short_id))  # type: ignore[misc]
-                log.info("time fault %s: process %d: %s", order.fault_id, pid, ", ".join(done) or "nothing to undo")
-            except Gone:
-                continue
-            except (Busy, OSError) as error:
-                failed.append(f"process {pid}: {error}")
+            if _our_pages(pid, short_id):
+                try:
+                    done = in_tracer_thread(lambda pid=pid: _unshift(pid, short_id))  # type: ignore[misc]
+                    log.info("time fault %s: process %d: %s", order.fault_id, pid, ", ".join(done) or "nothing left")
+                except Gone:
+                    continue
+                except (Busy, OSError) as error:
+                    failed.append(f"process {pid}: {error}")
+            _clear_stale_trampoline(pid)
     if failed:
         raise RuntimeError(f"time fault {order.fault_id}: could not restore {'; '.join(failed)}")
 
