@@ -484,8 +484,9 @@ def test_a_jvm_that_cannot_see_the_byteman_jar_is_refused(target: Jvm, tmp_path:
     """As a container without Byteman: the JVM runs in a mount namespace where /usr/share/java is empty."""
     jar = jvm.byteman_jar()
     assert jar is not None
+    idle = jvm_helper.build(jvm.HELPER_DIR, jar)  # the Idle class lives in the helper jar
     hidden = subprocess.Popen(["unshare", "--mount", "--propagation", "private", JAVA, "-XX:-UsePerfData", "-cp",
-                               str(target.classes), jvm_helper.IDLE_CLASS], cwd=tmp_path, start_new_session=True)
+                               idle, jvm_helper.IDLE_CLASS], cwd=tmp_path, start_new_session=True)
     try:
         deadline = time.monotonic() + 10
         while not (jvm_attach.is_hotspot(hidden.pid) and _catches_quit(hidden.pid)):
