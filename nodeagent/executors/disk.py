@@ -36,9 +36,10 @@ from nodeagent.orders import FaultOrder, Refused
 
 from . import files_paths as fp
 from . import validate
+from .marked import MARKER, gone
+from .marked import marked as marked_processes
 from .network import params
 
-MARKER = "CHAOSPLANE_FAULT"
 DEFAULT_DIR = "/var/tmp"  # noqa: S108 - FHS's disk-backed temporary directory (/tmp is often tmpfs: memory)
 DIRECT_ALIGN = 4096
 
@@ -310,28 +311,10 @@ def _read(order: FaultOrder, p: dict[str, Any], root: fp.Root) -> str:
 # Processes --------------------------------------------------------------------------------------------
 
 
-def marked(short: str) -> list[int]:
-    """Live processes carrying CHAOSPLANE_FAULT=<short> (zombies have no environment and are not listed)."""
-    found = []
-    needle = f"{MARKER}={short}".encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
+marked = marked_processes  # nodeagent.executors.marked
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
-    except (OSError, IndexError):
-        return True
+_gone = gone  # nodeagent.executors.marked
 
 
 def _stop_workers(order: FaultOrder) -> None:

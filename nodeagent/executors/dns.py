@@ -45,11 +45,12 @@ from dataclasses import dataclass
 from nodeagent.orders import FaultOrder, Refused
 
 from . import dns_responder, iptables, validate
+from .marked import MARKER
+from .marked import marked as marked_processes
 from .namespaces import CommandFailed, Resolved, resolve, run, run_in
 from .network import params
 
 DNS_PROXY = "dns-proxy"  # the catalogue's Capability value
-MARKER = "CHAOSPLANE_FAULT"
 RESPONDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dns_responder.py")
 CHAOSD_DEFAULT_SERVER = "123.123.123.123"
 READY_TIMEOUT = 5.0
@@ -237,20 +238,7 @@ def inject(order: FaultOrder) -> str:
     return f"{pl.what} in {pl.where.description} (responder pid {child.pid}, {listening}){extra}"
 
 
-def marked(short: str) -> list[int]:
-    """Processes carrying CHAOSPLANE_FAULT=<short id> (the fault's responder)."""
-    found = []
-    needle = f"{MARKER}={short}".encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
+marked = marked_processes  # nodeagent.executors.marked
 
 
 def _kill(fault_id: str, short: str) -> None:

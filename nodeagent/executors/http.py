@@ -37,9 +37,10 @@ from typing import Any
 from nodeagent.orders import FaultOrder, Refused
 
 from . import iptables, validate
+from .marked import MARKER, gone
+from .marked import marked as marked_processes
 from .namespaces import CommandFailed, Resolved, resolve, run, run_in
 
-MARKER = "CHAOSPLANE_FAULT"
 PROXY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "http_proxy.py")
 CAPABILITY = "http-proxy"
 ACTIONS = ("abort", "delay", "replace", "patch")
@@ -375,28 +376,10 @@ def nat_leftovers() -> list[str]:
     return found
 
 
-def proxies(short: str) -> list[int]:
-    """Live processes carrying this fault's marker (zombies have no environment to read)."""
-    found = []
-    needle = f"{MARKER}={short}".encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
+proxies = marked_processes  # nodeagent.executors.marked
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
-    except (OSError, IndexError):
-        return True
+_gone = gone  # nodeagent.executors.marked
 
 
 def _kill(fault_id: str, short: str) -> None:

@@ -37,9 +37,9 @@ from nodeagent.orders import FaultOrder, Refused
 
 from . import iofault_fs as fs
 from . import validate
+from .marked import MARKER
 from .namespaces import resolve
 
-MARKER = "CHAOSPLANE_FAULT"
 FUSE = "fuse"  # injector.faults.model.Capability.FUSE
 SCRIPT = os.path.abspath(fs.__file__)
 START_TIMEOUT = 10.0

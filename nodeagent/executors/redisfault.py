@@ -39,6 +39,7 @@ from nodeagent.orders import FaultOrder, Refused
 
 from . import files_paths as fp
 from . import validate
+from .marked import gone
 from .network import params
 from .redisfault_resp import Connection, RedisError, parse_addr
 
@@ -229,12 +230,7 @@ def _ids(pid: int) -> tuple[int, int, list[int]]:
     return int(fields["Uid"][1]), int(fields["Gid"][1]), [int(g) for g in fields.get("Groups", [])]
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
-    except (OSError, IndexError):
-        return True
+_gone = gone  # nodeagent.executors.marked
 
 
 def _sentinel(conn: Connection, shown: str, port: int, p: dict[str, Any]) -> dict[str, Any]:

@@ -19,10 +19,11 @@ from typing import Any
 from nodeagent.orders import FaultOrder, Refused
 
 from . import cgroups, validate
+from .marked import MARKER
+from .marked import marked as marked_processes
 from .namespaces import resolve
 from .network import params
 
-MARKER = "CHAOSPLANE_FAULT"
 MAX_WORKERS = 8192
 # Extra options: only those of the stressor itself and a few harmless general ones. Options that name
 # files (--log-file, --job, --yaml, --temp-path) or other stressors are refused.
@@ -135,19 +136,7 @@ def inject(order: FaultOrder) -> str:
     return f"stress-ng {what} (pid {child.pid}) {where_text}"
 
 
-def _marked(short: str) -> list[int]:
-    found = []
-    needle = f"{MARKER}={short}".encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
+_marked = marked_processes  # nodeagent.executors.marked
 
 
 def _kill_group(pgid: int) -> None:
