@@ -26,6 +26,7 @@ from injector.faults.params import (
     Field,
     FieldError,
     FieldErrors,
+    Float,
     Int,
     ListOf,
     MapOf,
@@ -257,37 +258,131 @@ EMBED_KEYS = {embed_key(name): name for name in KINDS}
 
 
 # Status checks (Chaos Mesh StatusCheckSpec) -----------------------------------------------------------
+#
+# Chaos Mesh's fields are kept as they are, so its manifests parse and dump unchanged. Chaosplane
+# extends them: `statusCode` may list several codes and ranges ("200,204,300-399"), and a check may
+# be of type Prometheus (`prometheus`: server, query, comparison, threshold) instead of HTTP.
 
-STATUS_CODES = Str(
-    min_length=1,
-    pattern=r"[1-5]\d\d(-[1-5]\d\d)?",
-    pattern_help='a status code ("200") or a range ("200-399")',
-)
+
+_STATUS_CODE_PART = re.compile(r"([1-5]\d\d)(?:-([1-5]\d\d))?")
+#: The comparisons a Prometheus check may make between each sample and its threshold.
+COMPARISONS = (">", ">=", "<", "<=", "==", "!=")
+
+
+def status_code_ranges(criteria: str) -> list[tuple[int, int]]:
+    """The inclusive (first, last) code ranges of a `statusCode` criteria: "200", "200-399" or a comma
+    list of both ("200,204,300-399"; spaces around the parts are allowed). Raises ValueError naming the
+    first part that is neither a code (100-599) nor a range of codes; a backwards range is returned as
+    it is (first > last) for the caller to refuse."""
+    ranges = []
+    for part in criteria.split(","):
+        match = _STATUS_CODE_PART.fullmatch(part.strip())
+        if match is None:
+            raise ValueError(f"{describe(part.strip())} is not a status code (100-599) or a range (\"300-399\")")
+        first = int(match[1])
+        ranges.append((first, int(match[2]) if match[2] else first))
+    return ranges
+
+
+@dataclass(frozen=True)
+class StatusCodes(Str):
+    """A `statusCode` criteria, each comma-separated part checked on its own (see status_code_ranges)."""
+
+    def parse(self, value: Any, path: str) -> str:
+        text = super().parse(value, path)
+        try:
+            status_code_ranges(text)
+        except ValueError as error:
+            raise FieldError(path, f"{describe(text)}: {error}" if "," in text else str(error)) from None
+        return text
+
+    def schema(self) -> dict[str, Any]:
+        part = r"\s*[1-5]\d\d(-[1-5]\d\d)?\s*"
+        return {**super().schema(), "pattern": rf"^{part}(,{part})*$"}
+
+
+@dataclass(frozen=True)
+class FiniteNumber(Float):
+    """A number that compares: NaN and the infinities are refused (NaN would not even equal itself)."""
+
+    def parse(self, value: Any, path: str) -> float:
+        number = super().parse(value, path)
+        if number != number or number in (float("inf"), float("-inf")):
+            raise FieldError(path, f"{describe(value)} is not a finite number")
+        return number
+
+
+CHECK_URL = Str(min_length=1, pattern=r"https?://[^\s]+", pattern_help="an http(s) URL")
+STATUS_CODES = StatusCodes(min_length=1, max_length=200)
 HTTP_CHECK = Obj(
     (
-        Field("url", Str(min_length=1, pattern=r"https?://[^\s]+", pattern_help="an http(s) URL"), required=True),
+        Field("url", CHECK_URL, required=True),
         Field("method", Enum(("GET", "POST")), default="GET"),
-        Field("headers", MapOf(ListOf(Str()))),
+        Field(
+            "headers",
+            MapOf(
+                ListOf(Str(pattern=r"[^\r\n\x00]*", pattern_help="a header value on one line")),
+                key=Str(min_length=1, pattern=r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", pattern_help="an HTTP header name"),
+            ),
+        ),
         Field("body", Str()),
-        Field("criteria", Obj((Field("statusCode", STATUS_CODES, required=True),)), required=True),
+        Field(
+            "criteria",
+            Obj(
+                (
+                    Field(
+                        "statusCode", STATUS_CODES, required=True,
+                        help='The codes that pass: "200", a range "200-399", or a list "200,204,300-399".',
+                    ),
+                )
+            ),
+            required=True,
+        ),
+    )
+)
+#: Chaosplane's extension: a PromQL instant query whose every sample must compare true to a threshold.
+PROMETHEUS_CHECK = Obj(
+    (
+        Field("server", CHECK_URL, required=True, help="The Prometheus base URL; the check asks its /api/v1/query."),
+        Field(
+            "query",
+            Str(min_length=1, max_length=2000, pattern=r"(?s).*\S.*", pattern_help="a PromQL query, not only spaces"),
+            required=True,
+            help="An instant PromQL query (a vector or a scalar).",
+        ),
+        Field("comparison", Enum(COMPARISONS), required=True, help="How every sample must compare to the threshold."),
+        Field("threshold", FiniteNumber(), required=True),
     )
 )
 
 
 def _status_check_rules(values: dict[str, Any], path: str) -> None:
+    errors: list[FieldError] = []
     if values.get("mode", "Synchronous") == "Continuous" and "duration" not in values:
-        raise FieldError(join(path, "duration"), "is required with mode Continuous")
-    if values.get("type") == "HTTP" and "http" not in values:
-        raise FieldError(join(path, "http"), "is required with type HTTP")
+        errors.append(FieldError(join(path, "duration"), "is required with mode Continuous"))
+    check_type = values.get("type")
+    for kind, key in (("HTTP", "http"), ("Prometheus", "prometheus")):
+        if check_type == kind and key not in values:
+            errors.append(FieldError(join(path, key), f"is required with type {kind}"))
+        elif check_type != kind and key in values:
+            errors.append(FieldError(join(path, key), f"is only allowed with type {kind} (this check is {check_type})"))
     codes = values.get("http", {}).get("criteria", {}).get("statusCode", "")
-    if "-" in codes and int(codes.split("-")[0]) > int(codes.split("-")[1]):
-        raise FieldError(join(path, "http.criteria.statusCode"), f"{codes!r}: the range runs backwards")
+    for first, last in status_code_ranges(codes) if codes else []:
+        if first > last:
+            errors.append(
+                FieldError(
+                    join(path, "http.criteria.statusCode"),
+                    f"{describe(codes)}: the range {first}-{last} runs backwards (write it {last}-{first})",
+                )
+            )
+    if errors:
+        raise FieldErrors(errors)
 
 
 STATUS_CHECK_SPEC = Obj(
     (
         Field("mode", Enum(("Synchronous", "Continuous")), default="Synchronous"),
-        Field("type", Enum(("HTTP",)), required=True),
+        Field("type", Enum(("HTTP", "Prometheus")), required=True),
         Field("duration", DurationType(minimum=Duration(1))),
         Field("timeoutSeconds", Int(minimum=1), default=1, unit="s"),
         Field("intervalSeconds", Int(minimum=1), default=10, unit="s"),
@@ -295,6 +390,7 @@ STATUS_CHECK_SPEC = Obj(
         Field("successThreshold", Int(minimum=1), default=1),
         Field("recordsHistoryLimit", Int(minimum=1, maximum=1000), default=100),
         Field("http", HTTP_CHECK),
+        Field("prometheus", PROMETHEUS_CHECK),
     ),
     validators=(_status_check_rules,),
 )
