@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from injector import cron
 from injector.faults import KINDS, FaultSpec, Kind, SelectorKind
 from injector.faults.params import (
     Bool,
@@ -572,19 +573,12 @@ def parse_schedule(meta: Meta, spec: dict[str, Any], path: str) -> ScheduleDefin
     )
 
 
-_CRON_FIELD = re.compile(r"^(\*|\?|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/\d+)?(,(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/\d+)?)*$")
-
-
 def _check_cron(expression: str, path: str) -> None:
-    if expression.startswith("@every"):
-        every = expression.split(None, 1)[1] if len(expression.split(None, 1)) == 2 else ""
-        DurationType(minimum=Duration(1)).parse(every, path)
-        return
-    if expression.startswith("@"):
-        return
-    for part in expression.split():
-        if not _CRON_FIELD.match(part):
-            raise FieldError(path, f"{expression!r}: {part!r} is not a cron field")
+    """The schedule must parse as Chaos Mesh's cron parser would take it (injector.cron)."""
+    try:
+        cron.parse(expression)
+    except cron.CronError as error:
+        raise FieldError(path, str(error)) from None
 
 
 TEMPLATE_TYPES = ("Serial", "Parallel", "Suspend", "Schedule", "StatusCheck", "Task")
