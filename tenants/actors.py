@@ -56,6 +56,10 @@ class Actor:
             return self.user.get_username()
         return "anonymous"
 
+    def __str__(self) -> str:
+        """Who, in words for events and messages ("alice", "token:cp_ab12 (alice)", "schedule:nightly")."""
+        return self.label
+
     @property
     def kind(self) -> str:
         if self.is_system:
