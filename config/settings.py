@@ -197,8 +197,16 @@ RUN_RETRY_BASE_SECONDS = float(os.environ.get("RUN_RETRY_BASE_SECONDS", "1"))  #
 RUN_STALL_SECONDS = int(os.environ.get("RUN_STALL_SECONDS", "60"))  # a quiet step is published again
 REAPER_INTERVAL_SECONDS = float(os.environ.get("REAPER_INTERVAL_SECONDS", "5"))
 HALT_WAIT_SECONDS = float(os.environ.get("HALT_WAIT_SECONDS", "1.5"))  # a halt request waits this long
+# Schedules (experiments.scheduling): how often beat's sweep claims the ticks due before the next one
+# (each tick is then published with its own time as eta, so this bounds nothing but the lookahead).
+SCHEDULER_SWEEP_SECONDS = float(os.environ.get("SCHEDULER_SWEEP_SECONDS", "1"))
+# Status checks (experiments.checking): how long a steady-state check before or after a run may take,
+# and how late a continuous check's probe may be before the reaper publishes it again.
+CHECK_INLINE_BUDGET_SECONDS = float(os.environ.get("CHECK_INLINE_BUDGET_SECONDS", "120"))
+CHECK_STALL_SECONDS = float(os.environ.get("CHECK_STALL_SECONDS", "30"))
 CELERY_BEAT_SCHEDULE = {
     "reap-runs": {"task": "experiments.tasks.reap", "schedule": REAPER_INTERVAL_SECONDS},
+    "fire-schedules": {"task": "experiments.tasks.fire_schedules", "schedule": SCHEDULER_SWEEP_SECONDS},
 }
 AGENT_COMMAND_TIMEOUT = float(os.environ.get("AGENT_COMMAND_TIMEOUT", "10"))  # a worker waits for an agent's answer
 # The gateway address agents are told to dial (the cluster manifest's DaemonSet), when it differs

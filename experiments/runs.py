@@ -45,8 +45,9 @@ from tenants.actors import Actor
 from tenants.models import Policy, Tenant
 from tenants.roles import Role, at_least
 
+from . import checking
 from . import policy as blast
-from .models import Event, Experiment, Injection, Run
+from .models import CheckRun, Event, Experiment, Injection, Run
 
 log = logging.getLogger(__name__)
 Phase, State = Run.Phase, Injection.State
@@ -119,18 +120,42 @@ def _selector_namespaces(definition: ExperimentDefinition) -> list[str]:
     return named
 
 
+class PolicyRefusal(Exception):
+    """A start the policy refused, raised (not recorded as a run) when the caller asked for that:
+    a schedule's tick records it as an event on the schedule instead."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 def start_run(
-    actor: Actor, experiment: Experiment, environment: str, *, dry_run: bool | None = None,
-    publish: bool = True,
+    actor: Actor, experiment: Experiment, environment: str | Environment, *, dry_run: bool | None = None,
+    publish: bool = True, origin: str = Run.Origin.API, schedule: Any = None, record_refusal: bool = True,
 ) -> Run:
     """Start `experiment` against the tenant's environment named `environment`. A run refused by the
-    policy is recorded (phase refused, its message naming each rule) and returned, not raised."""
-    tenant = experiment.tenant
-    _require(actor, tenant)
-    env = runnable_environment(actor, tenant, environment)
+    policy is recorded (phase refused, its message naming each rule) and returned, not raised (unless
+    `record_refusal` is off: then PolicyRefusal is raised and nothing is written)."""
     from .services import experiment_definition, snapshot
 
-    definition = experiment_definition(experiment)
+    _require(actor, experiment.tenant)
+    return launch(
+        actor, experiment.tenant, experiment_definition(experiment), snapshot(experiment), environment,
+        experiment=experiment, dry_run=dry_run, publish=publish, origin=origin, schedule=schedule,
+        record_refusal=record_refusal,
+    )
+
+
+def launch(
+    actor: Actor, tenant: Tenant, definition: ExperimentDefinition, snap: dict[str, Any],
+    environment: str | Environment, *, experiment: Experiment | None = None, dry_run: bool | None = None,
+    publish: bool = True, origin: str = Run.Origin.API, schedule: Any = None, workflow_node: Any = None,
+    max_seconds: float | None = None, record_refusal: bool = True,
+) -> Run:
+    """Start a run of `definition` (an experiment's, or a workflow node's inline chaos; `snap` is what
+    the run keeps of it). `max_seconds` caps its duration (a workflow node's deadline)."""
+    _require(actor, tenant)
+    env = environment if isinstance(environment, Environment) else runnable_environment(actor, tenant, environment)
     problem = compatibility_error(env, definition.kind)
     if problem:
         raise ValidationError({"environment": problem})
@@ -141,6 +166,10 @@ def start_run(
         dry = policy.dry_run_by_default if dry_run is None else bool(dry_run)
         now = timezone.now()
         duration, deadline = _deadline(now, definition, policy)
+        if max_seconds is not None and not definition.fault.action.one_shot:
+            cap = max(max_seconds, 1.0)
+            if duration is None or duration > cap:
+                duration, deadline = cap, now + timedelta(seconds=cap)
         refusals = [] if dry else blast.check_run(
             policy,
             duration_seconds=duration,
@@ -149,15 +178,17 @@ def start_run(
             now=now,
             active_runs=Run.objects.filter(tenant=tenant, phase__in=Run.ACTIVE, dry_run=False).count(),
         )
+        if refusals and not record_refusal:
+            raise PolicyRefusal(_refusal_text(refusals))
         run = Run.objects.create(
             tenant=tenant,
             experiment=experiment,
-            experiment_name=experiment.name,
+            experiment_name=snap["name"],
             environment=env,
             environment_name=env.name,
-            spec=snapshot(experiment),
-            kind=experiment.kind,
-            action=experiment.action,
+            spec=snap,
+            kind=definition.kind.name,
+            action=definition.fault.action.name,
             dry_run=dry,
             one_shot=definition.fault.action.one_shot,
             phase=Phase.REFUSED if refusals else Phase.PENDING,
@@ -167,18 +198,26 @@ def start_run(
             deadline=deadline,
             created_by=actor.user if actor.user is not None and actor.user.is_authenticated else None,
             finished_at=now if refusals else None,
+            origin=origin,
+            schedule=schedule,
+            workflow_node=workflow_node,
         )
         what = "dry run" if dry else "run"
-        event(run, "Started", f"{what} of {experiment.name} against {env.name} started by {actor}")
+        how = {Run.Origin.SCHEDULE: f" by schedule {getattr(schedule, 'name', '')}",
+               Run.Origin.WORKFLOW: f" by workflow node {getattr(workflow_node, 'path', '')}"}.get(origin, "")
+        event(run, "Started", f"{what} of {snap['name']} against {env.name} started{how} by {actor}")
         if refusals:
             event(run, "PolicyRefused", run.message, warning=True)
         audit.record(
             actor, tenant, "run.start", run, object_id=run.uuid,
-            after={"experiment": experiment.name, "environment": env.name, "dry_run": dry, "phase": run.phase},
+            after={"experiment": snap["name"], "environment": env.name, "dry_run": dry, "phase": run.phase,
+                   "origin": origin},
         )
         if publish and not refusals:
             run_id = run.pk
             transaction.on_commit(lambda: _publish_start(run_id, deadline))
+        elif refusals:
+            _ended(run.pk)
     return run
 
 
@@ -187,6 +226,13 @@ def _publish_start(run_id: int, deadline: datetime) -> None:
 
     tasks.inject_run.delay(run_id)
     tasks.expire_run.apply_async((run_id,), eta=deadline)
+
+
+def _ended(run_id: int) -> None:
+    """The run has just ended: its checks, its steady-state verdict and its workflow node follow up."""
+    from . import tasks
+
+    transaction.on_commit(lambda: tasks.run_ended.delay(run_id))
 
 
 def _refusal_text(refusals: Iterable[blast.Refusal]) -> str:
@@ -243,6 +289,13 @@ def inject(run_id: int) -> Step:
     try:
         driver = driver_for(run.environment)
         if not run.injections.exists():
+            if not run.dry_run and run.spec.get("status_checks") and not run.checks.exists():
+                refusal = checking.before(run)
+                if refusal is not None:
+                    if _cas(run.pk, [Phase.INJECTING], Phase.REFUSED, message=refusal, finished_at=timezone.now()):
+                        event(run, "SteadyStateFailed", refusal, warning=True)
+                        _ended(run.pk)
+                    return DONE
             step = _select(run, definition, driver)
             if step is not None:
                 return step
@@ -271,6 +324,7 @@ def _select(run: Run, definition: ExperimentDefinition, driver: Any) -> Step | N
             text = _refusal_text(refusals)
             if _cas(run.pk, [Phase.INJECTING], Phase.REFUSED, message=text, finished_at=timezone.now()):
                 event(run, "PolicyRefused", text, warning=True)
+                _ended(run.pk)
             return DONE
     prefix = f"cp-{run.uuid.hex[:12]}"
     rows = [
@@ -304,6 +358,7 @@ def _finish_dry_run(run: Run, definition: ExperimentDefinition) -> Step:
         Injection.objects.filter(pk=row.pk).update(detail=f"would inject {what} on {row.target_display}")
     if _cas(run.pk, [Phase.INJECTING], Phase.FINISHED, finished_at=timezone.now(), message="dry run: nothing injected"):
         event(run, "DryRun", f"would inject {what} on {run.injections.count()} targets; nothing was touched")
+        _ended(run.pk)
     return DONE
 
 
@@ -378,10 +433,13 @@ def _after_injection(run: Run) -> Step:
     if run.one_shot:
         if _cas(run.pk, [Phase.INJECTING], Phase.FINISHED, finished_at=now, message="one-shot: done"):
             event(run, "Finished", "one-shot action done; nothing to recover")
+            _ended(run.pk)
         return DONE
     if _cas(run.pk, [Phase.INJECTING], Phase.RUNNING):
         left = max((run.deadline - now).total_seconds(), 0)
         event(run, "Running", f"faults in place until {run.deadline:%Y-%m-%d %H:%M:%S} UTC ({left:.0f} s)")
+        if run.spec.get("status_checks") and not run.checks.filter(purpose=CheckRun.Purpose.DURING).exists():
+            checking.start_during(run)
     return DONE
 
 
@@ -411,6 +469,7 @@ def _fail(run: Run, message: str) -> Step:
     if _cas(run.pk, [Phase.PENDING, Phase.INJECTING], Phase.FAILED, message=message, finished_at=timezone.now()):
         Injection.objects.filter(run=run, state=State.PENDING).update(state=State.SKIPPED)
         event(run, "Failed", message, warning=True)
+        _ended(run.pk)
     return DONE
 
 
@@ -481,6 +540,7 @@ def _settle(run: Run, rows_left: int = 0, note: str = "") -> Step:
         message = f"{message}; {note}"
     if _cas(run.pk, [Phase.RECOVERING], final, finished_at=now, message=message):
         event(run, "Finished" if final == Phase.FINISHED else "Failed", message, warning=final != Phase.FINISHED)
+        _ended(run.pk)
     return DONE
 
 
@@ -567,6 +627,9 @@ def halt(actor: Actor, tenant: Tenant, *, wait: float | None = None) -> dict[str
     published too, in case this request dies half way."""
     _require(actor, tenant)
     reason = f"halted by {actor}"
+    from . import workflows
+
+    workflows.abort_all(actor, tenant, reason)  # first, so no workflow starts another fault
     with transaction.atomic():
         ids = list(Run.objects.filter(tenant=tenant, phase__in=STOPPABLE).values_list("pk", flat=True))
         moved = [pk for pk in ids if _cas(pk, STOPPABLE, Phase.RECOVERING, message=reason)]
@@ -640,4 +703,11 @@ def reap(now: datetime | None = None) -> dict[str, int]:
     silent = Agent.objects.filter(connected=True, last_heartbeat__lt=lease).update(
         connected=False, connected_gateway="", session=None
     )
-    return {"expired": len(expired), "recovering": len(stalled), "injecting": len(stuck), "agents": silent}
+    from . import checking, workflows
+
+    late_checks = checking.overdue(now)
+    for pk in late_checks:
+        tasks.probe_check.delay(pk)
+    advanced = workflows.reap(now)
+    return {"expired": len(expired), "recovering": len(stalled), "injecting": len(stuck), "agents": silent,
+            "checks": len(late_checks), "workflows": advanced}

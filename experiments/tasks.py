@@ -36,3 +36,47 @@ def expire_run(run_id: int) -> bool:
 @shared_task(ignore_result=True)
 def reap() -> dict[str, int]:
     return runs.reap()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def run_ended(run_id: int) -> str:
+    """A run has ended: its steady state is judged and its workflow node moves on."""
+    from . import checking, workflows
+
+    try:
+        return checking.after_run(run_id)
+    finally:
+        workflows.on_run_ended(run_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def probe_check(check_id: int) -> None:
+    from . import checking
+
+    delay = checking.probe_once(check_id)
+    if delay is not None:
+        probe_check.apply_async((check_id,), countdown=delay)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def advance_workflow(workflow_run_id: int) -> str:
+    from . import workflows
+
+    return workflows.advance(workflow_run_id)
+
+
+@shared_task(ignore_result=True)
+def fire_schedules() -> int:
+    """The beat's sweep: claim the ticks due before the next sweep (experiments.scheduling)."""
+    from . import scheduling
+
+    return len(scheduling.sweep())
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def fire_schedule(schedule_id: int, tick: str) -> str:
+    from datetime import datetime
+
+    from . import scheduling
+
+    return scheduling.fire(schedule_id, datetime.fromisoformat(tick))

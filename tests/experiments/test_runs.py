@@ -207,7 +207,7 @@ def test_the_reaper_stops_runs_past_their_deadline_and_forgets_silent_agents(wor
             last_heartbeat=timezone.now() - timedelta(minutes=5)
         )
 
-        assert runs.reap() == {"expired": 1, "recovering": 0, "injecting": 0, "agents": 1}
+        assert runs.reap() == {"expired": 1, "recovering": 0, "injecting": 0, "agents": 1, "checks": 0, "workflows": 0}
 
         assert fresh(run).phase == Phase.RECOVERING
         runs.recover(run.pk)  # what the published recover task does
