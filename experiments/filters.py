@@ -4,7 +4,7 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q, QuerySet
 
-from .models import Experiment, Run
+from .models import Experiment, Run, Schedule, WorkflowRun
 
 
 class ExperimentFilterSet(django_filters.FilterSet):
@@ -37,3 +37,25 @@ class RunFilterSet(django_filters.FilterSet):
     class Meta:
         model = Run
         fields = ["phase", "experiment", "environment", "kind", "dry_run"]
+
+
+class ScheduleFilterSet(django_filters.FilterSet):
+    paused = django_filters.BooleanFilter(field_name="paused")
+    experiment = django_filters.CharFilter(field_name="experiment__name", help_text="An experiment's name.")
+    workflow = django_filters.CharFilter(field_name="workflow__name", help_text="A workflow's name.")
+    environment = django_filters.CharFilter(field_name="environment__name", help_text="An environment's name.")
+
+    class Meta:
+        model = Schedule
+        fields = ["paused", "experiment", "workflow", "environment"]
+
+
+class WorkflowRunFilterSet(django_filters.FilterSet):
+    phase = django_filters.MultipleChoiceFilter(choices=WorkflowRun.Phase.choices, help_text="One or more phases.")
+    workflow = django_filters.CharFilter(field_name="workflow_name", help_text="The workflow's name.")
+    environment = django_filters.CharFilter(field_name="environment_name")
+    dry_run = django_filters.BooleanFilter(field_name="dry_run")
+
+    class Meta:
+        model = WorkflowRun
+        fields = ["phase", "workflow", "environment", "dry_run"]

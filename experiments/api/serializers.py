@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from injector.faults import KINDS
 
-from ..models import NAME_LENGTH, Event, Experiment, Injection, Run
+from ..models import NAME_LENGTH, Event, Experiment, Injection, Run, WorkflowRun
+from .schedule_serializers import CheckRunSerializer
 
 
 class ExperimentSerializer(serializers.ModelSerializer):
@@ -21,7 +23,8 @@ class ExperimentSerializer(serializers.ModelSerializer):
         model = Experiment
         fields = [
             "id", "name", "description", "namespace", "labels", "kind", "action", "params", "selector", "mode",
-            "value", "duration", "targets", "capability", "one_shot", "created_by", "created_at", "updated_at",
+            "value", "duration", "status_checks", "targets", "capability", "one_shot", "created_by", "created_at",
+            "updated_at",
         ]
         read_only_fields = fields
 
@@ -53,6 +56,11 @@ class ExperimentWriteSerializer(serializers.Serializer):
     mode = serializers.CharField(required=False, allow_blank=True)
     value = serializers.CharField(required=False, allow_blank=True, allow_null=True)
     duration = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    status_checks = serializers.ListField(
+        child=serializers.DictField(), required=False, allow_null=True,
+        help_text="The steady state: [{name, spec (a StatusCheck spec), abort}]. Checked before injecting (a "
+        "failure refuses the run), continuously while the faults are in (abort: stop the run on failure), and after.",
+    )
 
 
 class ManifestItemSerializer(serializers.Serializer):
@@ -111,7 +119,7 @@ class RunSerializer(serializers.ModelSerializer):
         fields = [
             "id", "experiment", "experiment_name", "environment", "kind", "action", "dry_run", "one_shot", "phase",
             "message", "seed", "candidates", "duration_seconds", "deadline", "created_by", "created_at",
-            "started_at", "finished_at", "archived",
+            "started_at", "finished_at", "archived", "origin", "steady_state",
         ]
         read_only_fields = fields
 
@@ -123,13 +131,29 @@ class RunDetailSerializer(RunSerializer):
     spec = serializers.JSONField(read_only=True, help_text="The experiment as it was when the run started.")
     injections = InjectionSerializer(many=True, read_only=True)
     events = serializers.SerializerMethodField()
+    schedule = serializers.SerializerMethodField(help_text="The id of the schedule that started it, if one did.")
+    workflow_run = serializers.SerializerMethodField(help_text="The id of the workflow run whose node started it.")
+    checks = serializers.SerializerMethodField(help_text="Its status checks (before, during, after), with probes.")
 
     class Meta(RunSerializer.Meta):
-        fields = [*RunSerializer.Meta.fields, "spec", "injections", "events"]
+        fields = [*RunSerializer.Meta.fields, "spec", "injections", "events", "schedule", "workflow_run", "checks"]
         read_only_fields = fields
 
     def get_events(self, run: Run) -> list[dict[str, Any]]:
         return EventSerializer(run.events.order_by("created_at", "id"), many=True).data
+
+    def get_schedule(self, run: Run) -> str | None:
+        return str(run.schedule.uuid) if run.schedule_id else None
+
+    def get_workflow_run(self, run: Run) -> str | None:
+        if run.workflow_node_id is None:
+            return None
+        key = WorkflowRun.objects.filter(nodes=run.workflow_node_id).values_list("uuid", flat=True).first()
+        return str(key) if key else None
+
+    @extend_schema_field(CheckRunSerializer(many=True))
+    def get_checks(self, run: Run) -> Any:
+        return CheckRunSerializer(run.checks.order_by("created_at", "id").prefetch_related("results"), many=True).data
 
 
 class HaltSerializer(serializers.Serializer):

@@ -16,7 +16,7 @@ from tenants.api.scoping import TenantScopedAPIView, TenantScopedViewSet
 
 from .. import runs, services
 from ..filters import ExperimentFilterSet, RunFilterSet
-from ..models import Experiment, Run
+from ..models import Experiment, Run, Workflow
 from .serializers import (
     ExperimentSerializer,
     ExperimentWriteSerializer,
@@ -96,7 +96,8 @@ class ExperimentViewSet(TenantScopedViewSet):
         experiment = self.get_object()
         body = ExperimentWriteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        data = {"params": {}, "selector": None, "mode": "", "value": None, "duration": "", "labels": {}} | dict(
+        data = {"params": {}, "selector": None, "mode": "", "value": None, "duration": "", "labels": {},
+                "status_checks": []} | dict(
             body.validated_data
         )
         experiment = services.update_experiment(self.actor, experiment, data)
@@ -244,12 +245,14 @@ class ManifestImportView(TenantScopedAPIView):
         except ManifestErrors as error:
             return Response({"errors": _errors(error)}, status=status.HTTP_400_BAD_REQUEST)
         made, started = iter(plan.objects), {r.experiment_id: r for r in plan.runs}
+        flows = {r.workflow_id: r for r in plan.workflow_runs}
         items = []
         for item in plan.items:
             if item["action"] != "skip":
                 obj = next(made)
                 item = item | {"id": obj.uuid}
-                run = started.get(obj.pk) if isinstance(obj, Experiment) else None
+                run = started.get(obj.pk) if isinstance(obj, Experiment) else flows.get(obj.pk) if isinstance(
+                    obj, Workflow) else None
                 if run is not None:
                     item |= {"run": run.uuid, "phase": run.phase}
             items.append(item)
