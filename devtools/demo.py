@@ -77,6 +77,38 @@ EXPERIMENTS: list[dict[str, Any]] = [
 ]
 
 
+def _host_fault(name: str, action: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "templateType": "PhysicalMachineChaos", "deadline": "15s", "physicalmachineChaos": {
+        "action": action, "mode": "one", "selector": {"agents": [AGENT_NAME]}, action: params}}
+
+
+#: A game day: cut the service, breathe, then loss and CPU stress side by side, while a status check
+#: watches the service (it fails under the partition; abortWithStatusCheck is off, so the run goes on).
+WORKFLOW: dict[str, Any] = {
+    "name": "demo-game-day",
+    "description": "Partition 15 s, wait 5 s, then 50% loss and CPU stress together for 15 s, the service watched.",
+    "spec": {"entry": "game-day", "templates": [
+        {"name": "game-day", "templateType": "Parallel", "deadline": "60s", "children": ["steps", "watch"]},
+        {"name": "steps", "templateType": "Serial", "children": ["cut", "breathe", "pressure"]},
+        _host_fault("cut", "network-partition", EXPERIMENTS[0]["params"]["network-partition"]),
+        {"name": "breathe", "templateType": "Suspend", "deadline": "5s"},
+        {"name": "pressure", "templateType": "Parallel", "children": ["lossy", "busy"]},
+        _host_fault("lossy", "network-loss", EXPERIMENTS[1]["params"]["network-loss"]),
+        _host_fault("busy", "stress-cpu", EXPERIMENTS[2]["params"]["stress-cpu"]),
+        {"name": "watch", "templateType": "StatusCheck", "deadline": "40s", "statusCheck": {
+            "type": "HTTP", "mode": "Continuous", "duration": "40s", "intervalSeconds": 2, "timeoutSeconds": 1,
+            "failureThreshold": 3, "http": {"url": f"http://{SERVICE_IP}:{SERVICE_PORT}/",
+                                            "criteria": {"statusCode": "200"}}}},
+    ]},
+}
+#: Created paused, so nothing fires behind anyone's back: resume it to see a tick a minute.
+SCHEDULE: dict[str, Any] = {
+    "name": "demo-every-minute", "cron": "* * * * *", "time_zone": "UTC", "experiment": "demo-cpu-stress",
+    "environment": ENVIRONMENT, "dry_run": True, "paused": True, "history_limit": 10,
+    "description": "A dry run of demo-cpu-stress every minute (paused; resume it to watch ticks).",
+}
+
+
 class DemoError(RuntimeError):
     """The demo network could not be set up (the message says why)."""
 
@@ -268,11 +300,30 @@ def prepare(agent_state: Path | None) -> dict[str, Any]:
         listed.append({"name": experiment.name, "id": str(experiment.uuid), "action": experiment.action})
     if made:
         note(f"created the experiments {', '.join(made)} in tenant {TENANT}")
+    _prepare_workflow_and_schedule(system, tenant, experiment_services)
     return {
         "token": token,
         "environment": ENVIRONMENT,
         "experiments": listed,
     }
+
+
+def _prepare_workflow_and_schedule(system: Any, tenant: Any, services: Any) -> None:
+    """The demo workflow and the (paused) demo schedule, each made once."""
+    from django.core.exceptions import ValidationError
+
+    from experiments.models import Schedule, Workflow
+
+    steps = ((Workflow, WORKFLOW, services.save_workflow), (Schedule, SCHEDULE, services.save_schedule))
+    for model, data, save in steps:
+        if model.objects.filter(tenant=tenant, name=data["name"]).exists():
+            continue
+        try:
+            save(system, tenant, data)
+        except ValidationError as error:  # the catalogue changed under the demo: say so, go on
+            note(f"{model._meta.verbose_name} {data['name']} not created: {'; '.join(error.messages)}")
+            continue
+        note(f"created the {model._meta.verbose_name} {data['name']} in tenant {TENANT}")
 
 
 def _stored_credential_works(agent_state: Path, environment: Any, services: Any) -> bool:

@@ -252,6 +252,12 @@ def try_it(experiments: list[dict[str, Any]], skipped: str | None) -> str:
     ]
     if skipped is None:
         lines.append(f"    curl {demo.SERVICE_URL}   # during the run, to see the effect")
+    lines += [
+        f"  workflow        {demo.WORKFLOW['name']}: {demo.WORKFLOW['description']}",
+        f"    curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{body}' \\",
+        f"         {web}/api/v1/tenants/{demo.TENANT}/workflows/<id>/runs/     (ids: .../workflows/)",
+        f"  schedule        {demo.SCHEDULE['name']} (paused): POST .../schedules/<id>/resume/ to watch it tick",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -255,6 +255,11 @@ def test_as_root_make_run_adds_a_gateway_a_local_agent_and_a_demo_service(tmp_pa
                 "WHERE t.slug = 'demo'",
             )
             assert sorted(names) == sorted((name, "PhysicalMachineChaos") for name in DEMO_EXPERIMENTS)
+            # The demo workflow, and the demo schedule made paused (nothing fires behind anyone's back).
+            assert platform_db(database, "SELECT w.name FROM experiments_workflow w JOIN tenants_tenant t ON "
+                                         "w.tenant_id = t.id WHERE t.slug = 'demo'") == [(demo.WORKFLOW["name"],)]
+            assert platform_db(database, "SELECT s.name, s.paused FROM experiments_schedule s JOIN tenants_tenant t "
+                                         "ON s.tenant_id = t.id WHERE t.slug = 'demo'") == [(demo.SCHEDULE["name"], 1)]
 
             # The registration token reached the agent in its environment only: not in argv, not in any output.
             agents = [pid for pid in processes_with(marker) if b"nodeagent" in _cmdline(pid)]
