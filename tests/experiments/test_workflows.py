@@ -15,6 +15,7 @@ from experiments import checking, runs, services, workflows
 from experiments.models import CheckRun, Event, Run, WorkflowNode, WorkflowRun
 from tenants.actors import Actor
 from tenants.models import AuditEntry
+from tests.fakes.prometheus import FakePrometheus
 
 from .checkserver import check_server, http_check
 from .runs_harness import SYSTEM, host_experiment, hosts_environment, simulated
@@ -247,3 +248,24 @@ def test_bad_steady_state_checks_are_refused_naming_the_field(world: Any) -> Non
     assert {"status_checks[0].spec.http.url", "status_checks[1].name", "status_checks[1].abort"} <= fields
     experiment.refresh_from_db()
     assert experiment.status_checks == []
+
+
+def test_a_prometheus_check_node_follows_its_query(world: Any, redis_url: str) -> None:
+    """The StatusCheck node asks a local emulator of the Prometheus query API (tests/fakes/prometheus.py)."""
+    env = hosts_environment(world.acme, agents=1)
+    with FakePrometheus() as prometheus, simulated(env, redis_url):
+        prometheus.set_value(0.02, __name__="error_ratio", job="shop")
+        flow = workflow(world, "slo", {"name": "slo", "templateType": "StatusCheck", "statusCheck": {
+            "type": "Prometheus", "intervalSeconds": 1, "successThreshold": 2, "failureThreshold": 1,
+            "prometheus": {"server": prometheus.url, "query": 'error_ratio{job="shop"}', "comparison": "<",
+                           "threshold": 0.05}}})
+        wr = workflows.start_workflow(SYSTEM, flow, "lab", dry_run=False)
+        workflows.advance(wr.pk)
+        check = CheckRun.objects.get(workflow_node__workflow_run=wr)
+        assert checking.probe_once(check.pk) is not None  # one success of the two it needs
+        assert checking.probe_once(check.pk) is None
+        workflows.advance(wr.pk)
+        assert prometheus.queries == ['error_ratio{job="shop"}'] * 2
+    wr.refresh_from_db()
+    assert wr.phase == WPhase.SUCCEEDED and nodes(wr) == {"slo": "succeeded"}
+    assert [r.ok for r in check.results.all()] == [True, True]
