@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from injector import cron
@@ -87,6 +87,7 @@ def sweep(now: datetime | None = None, *, publish: bool = True) -> list[tuple[in
     now = now or timezone.now()
     horizon = now + timedelta(seconds=settings.SCHEDULER_SWEEP_SECONDS * 2)
     claimed: list[tuple[int, datetime]] = []
+    moves: list[tuple[datetime, datetime, int]] = []  # (next_fire_at, last_fire_at, id)
     with transaction.atomic():
         due = list(Schedule.objects.select_for_update(skip_locked=True)
                    .filter(paused=False, next_fire_at__lte=horizon).order_by("next_fire_at")[:1000])
@@ -112,18 +113,34 @@ def sweep(now: datetime | None = None, *, publish: bool = True) -> list[tuple[in
             while following <= now:  # several ticks went by (the platform was down): fire once, late
                 missed += 1
                 following = cron.next_after(spec, following, zone)
-            Schedule.objects.filter(pk=schedule.pk).update(next_fire_at=following, last_fire_at=tick)
+            moves.append((following, tick, schedule.pk))
             if missed:
                 schedule_event(schedule, "MissedSchedule", f"{missed} ticks before {_when(now, zone)} were missed; "
                                f"firing once now for {_when(tick, zone)}", warning=True)
             claimed.append((schedule.pk, tick))
-        if publish:
-            from . import tasks
-
-            for pk, tick in claimed:
-                transaction.on_commit(lambda pk=pk, tick=tick: tasks.fire_schedule.apply_async(
-                    (pk, tick.isoformat()), eta=max(tick, timezone.now())))
+        _advance(moves)
+        if publish and claimed:
+            transaction.on_commit(lambda: _publish(claimed))
     return claimed
+
+
+def _publish(claimed: list[tuple[int, datetime]]) -> None:
+    """One fire_schedule task per tick, with the tick as eta, over one producer connection."""
+    from . import tasks
+
+    with tasks.fire_schedule.app.producer_or_acquire() as producer:
+        for pk, tick in claimed:
+            tasks.fire_schedule.apply_async((pk, tick.isoformat()), eta=max(tick, timezone.now()), producer=producer)
+
+
+def _advance(moves: list[tuple[datetime, datetime, int]]) -> None:
+    """Move many schedules' cursors in one pipelined statement (a busy minute claims thousands)."""
+    if not moves:
+        return
+    table, quote = Schedule._meta.db_table, connection.ops.quote_name
+    sql = f"UPDATE {quote(table)} SET next_fire_at = %s, last_fire_at = %s WHERE id = %s"  # noqa: S608 - constants
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, moves)
 
 
 def _when(moment: datetime, zone: Any) -> str:
