@@ -11,8 +11,8 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
-from experiments import checking, runs, services, workflows
-from experiments.models import CheckRun, Event, Run, WorkflowNode, WorkflowRun
+from experiments import checking, runs, scheduling, services, workflows
+from experiments.models import CheckRun, Event, Run, Schedule, WorkflowNode, WorkflowRun
 from tenants.actors import Actor
 from tenants.models import AuditEntry
 from tests.fakes.prometheus import FakePrometheus
@@ -269,3 +269,32 @@ def test_a_prometheus_check_node_follows_its_query(world: Any, redis_url: str) -
     wr.refresh_from_db()
     assert wr.phase == WPhase.SUCCEEDED and nodes(wr) == {"slo": "succeeded"}
     assert [r.ok for r in check.results.all()] == [True, True]
+
+
+def test_a_schedule_node_fires_its_chaos_until_its_deadline(world: Any, redis_url: str) -> None:
+    env = hosts_environment(world.acme, agents=1)
+    flow = workflow(world, "repeat", {"name": "repeat", "templateType": "Schedule", "deadline": "1h", "schedule": {
+        "schedule": "@every 2s", "type": "PhysicalMachineChaos", "concurrencyPolicy": "Allow",
+        "physicalmachineChaos": {"action": "stress-cpu", "mode": "all", "selector": {}, "duration": "10m",
+                                 "stress-cpu": {"load": 10, "workers": 1}}}})
+    with simulated(env, redis_url) as sim:
+        wr = workflows.start_workflow(SYSTEM, flow, "lab", dry_run=False)
+        workflows.advance(wr.pk)
+        owned = Schedule.objects.get(workflow_node__workflow_run=wr)
+        assert owned.environment == env and owned.next_fire_at is not None
+        claimed = scheduling.sweep(owned.next_fire_at, publish=False)
+        assert claimed == [(owned.pk, owned.next_fire_at)]
+        assert scheduling.fire(*claimed[0]) == "fired"
+        run = Run.objects.get(schedule=owned)
+        assert run.workflow_node == node(wr, "repeat") and run.experiment_name == "flow/repeat"
+        assert run.duration_seconds <= 3600  # the node's deadline bounds the chaos's 10 minutes
+        runs.inject(run.pk)
+        assert sim.all_held()
+
+        expire_node(wr, "repeat")  # the deadline: its schedule goes, its run is stopped
+        assert not Schedule.objects.filter(pk=owned.pk).exists()
+        runs.recover(run.pk)
+        assert sim.all_held() == {}
+        workflows.on_run_ended(run.pk)
+    wr.refresh_from_db()
+    assert wr.phase == WPhase.SUCCEEDED and nodes(wr) == {"repeat": "succeeded"}
