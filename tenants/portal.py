@@ -79,7 +79,13 @@ class TenantPortalMixin(LoginRequiredMixin):
     def is_owner(self) -> bool:
         return at_least(self.role, Role.OWNER)
 
+    @property
+    def is_operator(self) -> bool:
+        """Operators and owners: they see the buttons that start, stop and change things."""
+        return at_least(self.role, Role.OPERATOR)
+
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        context.update(tenant=self.tenant, role=self.role, actor=self.actor, is_owner=self.is_owner, nav=self.nav)
+        context.update(tenant=self.tenant, role=self.role, actor=self.actor, is_owner=self.is_owner,
+                       is_operator=self.is_operator, nav=self.nav)
         return context

@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.portal_home, name="home"),
     path("login/", views.PortalLoginView.as_view(), name="login"),
     path("logout/", views.PortalLogoutView.as_view(), name="logout"),
+    path(f"{tenant}/settings/", views.SettingsView.as_view(), name="settings"),
     path(f"{tenant}/members/", views.MembersView.as_view(), name="members"),
     path(f"{tenant}/members/<str:username>/role/", views.MemberRoleView.as_view(), name="member-role"),
     path(f"{tenant}/members/<str:username>/remove/", views.MemberRemoveView.as_view(), name="member-remove"),

@@ -247,3 +247,11 @@ class AuditView(TenantPortalMixin, TemplateView):
             is_filtered=bool(query),
         )
         return context
+
+
+class SettingsView(TenantPortalMixin, TemplateView):
+    """The tenant's settings: its blast-radius policy (being built for issue 8)."""
+
+    model = Tenant
+    nav = "settings"
+    template_name = "tenants/settings.html"

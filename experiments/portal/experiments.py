@@ -1,0 +1,25 @@
+"""Portal pages: experiments (being built for issue 8)."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import path
+from django.views.generic import TemplateView
+
+from tenants.portal import TenantPortalMixin
+
+from ..models import Experiment
+
+
+class ExperimentsPlaceholder(TenantPortalMixin, TemplateView):
+    model = Experiment
+    nav = "experiments"
+    template_name = "experiments/placeholder.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_context_data(**kwargs) | {"heading": "Experiments"}
+
+
+urlpatterns = [
+    path("experiments/", ExperimentsPlaceholder.as_view(), name="experiments"),
+]

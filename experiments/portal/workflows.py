@@ -1,0 +1,25 @@
+"""Portal pages: workflows (being built for issue 8)."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import path
+from django.views.generic import TemplateView
+
+from tenants.portal import TenantPortalMixin
+
+from ..models import Workflow
+
+
+class WorkflowsPlaceholder(TenantPortalMixin, TemplateView):
+    model = Workflow
+    nav = "workflows"
+    template_name = "experiments/placeholder.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_context_data(**kwargs) | {"heading": "Workflows"}
+
+
+urlpatterns = [
+    path("workflows/", WorkflowsPlaceholder.as_view(), name="workflows"),
+]
