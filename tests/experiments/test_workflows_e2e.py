@@ -69,8 +69,10 @@ def test_an_every_two_seconds_schedule_fires_on_time_and_stops_when_paused(
     wait_until(lambda: Run.objects.filter(schedule=schedule).count() >= 3, timeout=15,
                what="three runs of the schedule")
     made = list(Run.objects.filter(schedule=schedule).order_by("created_at"))[:3]
-    for k, run in enumerate(made, start=1):
-        late = seconds(schedule.created_at + timedelta(seconds=2 * k), run.created_at)
+    lateness = [seconds(schedule.created_at + timedelta(seconds=2 * k), run.created_at)
+                for k, run in enumerate(made, start=1)]
+    print(f"runs started {', '.join(f'{x * 1000:.0f}' for x in lateness)} ms after their ticks")
+    for k, (late, run) in enumerate(zip(lateness, made, strict=True), start=1):
         assert -0.05 <= late < 1.0, f"run {k} started {late:.3f} s after its tick"
         assert run.dry_run and run.origin == Run.Origin.SCHEDULE and str(run.experiment.uuid) == experiment
     assert lab.connects(lab.path_a, lab.ip_b, PORT)  # dry runs: nothing was cut
@@ -146,6 +148,7 @@ def test_a_continuous_check_that_starts_failing_aborts_and_every_fault_is_gone_w
     failures = list(CheckResult.objects.filter(check_run__workflow_node__workflow_run=wr, ok=False).order_by("at"))
     assert len(failures) == 2 and "HTTP 503" in failures[-1].detail
     crossed = failures[-1].at  # the second failure in a row: failureThreshold 2
+    print(f"every fault gone {seconds(crossed, healed) * 1000:.0f} ms after the threshold was crossed")
     assert seconds(crossed, healed) < 2.0, f"healed {seconds(crossed, healed):.2f} s after the threshold"
     wait_until(lambda: not Run.objects.filter(workflow_node__workflow_run=wr).exclude(phase="finished").exists(),
                timeout=5, what="every run of the workflow to finish recovering")
