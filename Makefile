@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install install-test run test lint bench
+.PHONY: install install-test run test lint bench screenshots
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ run: install
 
 test: install-test
 	$(PY) -m devtools.testrun $(PYTEST_ARGS)
+
+# The main portal pages of the demo tenant, rendered by headless Chromium (README.md shows three).
+screenshots: install-test
+	$(PY) -m devtools.screenshots
 
 lint: install-test
 	$(VENV)/bin/ruff check .

@@ -203,9 +203,10 @@ def launch(
             workflow_node=workflow_node,
         )
         what = "dry run" if dry else "run"
-        how = {Run.Origin.SCHEDULE: f" by schedule {getattr(schedule, 'name', '')}",
-               Run.Origin.WORKFLOW: f" by workflow node {getattr(workflow_node, 'path', '')}"}.get(origin, "")
-        event(run, "Started", f"{what} of {snap['name']} against {env.name} started{how} by {actor}")
+        how = {Run.Origin.SCHEDULE: f"by schedule {getattr(schedule, 'name', '')}",
+               Run.Origin.WORKFLOW: f"by workflow node {getattr(workflow_node, 'path', '')}"}.get(origin)
+        who = f"{how} ({actor})" if how else f"by {actor}"
+        event(run, "Started", f"{what} of {snap['name']} against {env.name} started {who}")
         if refusals:
             event(run, "PolicyRefused", run.message, warning=True)
         audit.record(
