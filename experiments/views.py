@@ -53,10 +53,14 @@ class HaltView(TenantPortalMixin, View):
 
     def post(self, request: HttpRequest, tenant_slug: str) -> HttpResponse:
         summary = runs.halt(self.actor, self.tenant)
-        text = (f"Halted: {summary['halted']} runs stopped, {summary['recovered']} recovered"
+        text = (f"Halted: {_runs(summary['halted'])} stopped, {summary['recovered']} recovered"
                 + (f", {summary['still_recovering']} still recovering (a worker finishes them)"
                    if summary["still_recovering"] else "") + ". Running workflows were aborted.")
         messages.warning(request, text) if summary["halted"] else messages.info(request, "Nothing was running. " + text)
         back = request.POST.get("next") or ""
         allowed = url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()})
         return HttpResponseRedirect(back if back and allowed else tenant_home_url(self.tenant))
+
+
+def _runs(count: int) -> str:
+    return f"{count} run" if count == 1 else f"{count} runs"
