@@ -535,7 +535,9 @@ def _settle(run: Run, rows_left: int = 0, note: str = "") -> Step:
             event(run, "Paused", "faults recovered; resume injects them again")
         return DONE
     took = run.injections.filter(state__in=[State.RECOVERED, State.INJECTED]).exists() or rows_left
-    final = Phase.FINISHED if took or run.dry_run else Phase.FAILED
+    # Failed: targets were tried and none took the fault. Stopped before any was tried: finished.
+    tried = run.injections.filter(state=State.FAILED).exists()
+    final = Phase.FAILED if tried and not took and not run.dry_run else Phase.FINISHED
     message = run.message or ("finished" if final == Phase.FINISHED else "no target took the fault")
     if note:
         message = f"{message}; {note}"

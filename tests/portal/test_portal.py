@@ -460,3 +460,29 @@ def test_the_environments_page_lists_them_and_gives_the_cluster_manifest(world: 
     assert issued.status_code == 200 and "cpr_" in issued.content.decode()
     assert "Issue a new agent token" in signed_in(world.owner).get("/t/acme/environments/").content.decode()
     assert signed_in(world.outsider).get("/t/acme/environments/").status_code == 404
+
+
+# Halt ------------------------------------------------------------------------------------------------
+
+
+def test_the_halt_button_stops_every_run_for_operators_only(world: Any, settings: Any) -> None:
+    from experiments import runs
+    from experiments.models import Run
+    from tests.experiments.runs_harness import SYSTEM, host_experiment, hosts_environment
+
+    settings.HALT_WAIT_SECONDS = 0.5  # the simulated agents are not running: recovery is left to a worker
+    hosts_environment(world.acme, agents=1)
+    run = runs.start_run(SYSTEM, host_experiment(world.acme), "lab", publish=False)
+    home = signed_in(world.operator).get("/t/acme/")
+    assert "Yes, halt everything" in text(home) and "Running now" in text(home)
+
+    assert signed_in(world.viewer).post("/t/acme/halt/").status_code == 403
+    assert signed_in(world.outsider).post("/t/acme/halt/").status_code == 404
+    assert Run.objects.get(pk=run.pk).phase == Run.Phase.PENDING
+
+    response = signed_in(world.operator).post("/t/acme/halt/", {"next": "/t/acme/runs/"}, follow=True)
+    assert response.redirect_chain[-1][0] == "/t/acme/runs/"
+    assert "Halted: 1 run stopped" in text(response)
+    assert Run.objects.get(pk=run.pk).phase in (Run.Phase.RECOVERING, Run.Phase.FINISHED)
+    elsewhere = signed_in(world.operator).post("/t/acme/halt/", {"next": "https://evil.example/"})
+    assert elsewhere["Location"] == "/t/acme/"  # never sent off the site
