@@ -82,3 +82,25 @@ def test_a_viewer_sees_read_only_pages_and_another_tenants_urls_are_the_404_page
         response = page.goto(f"{base}/t/globex/{path}")
         assert response.status == 404, path
         assert page.locator("h1").inner_text().strip() != "", path
+
+
+def test_a_token_issued_in_the_portal_works_on_the_api_until_it_is_revoked(
+    world: Any, base: str, page: Any  # noqa: F811
+) -> None:
+    import requests
+
+    sign_in(page, base, "alice")
+    page.goto(f"{base}/t/acme/tokens/")
+    create = page.locator("form", has=page.get_by_role("button", name="Create token"))
+    create.locator("input[name=name]").fill("ci-pipeline")
+    create.locator("select[name=role]").select_option("operator")
+    create.get_by_role("button", name="Create token").click()
+    secret = page.locator("#new-token").input_value()
+    api = f"{base}/api/v1/tenants/acme/experiments/"
+    assert requests.get(api, headers={"Authorization": f"Bearer {secret}"}, timeout=10).status_code == 200
+
+    row = page.locator("tr", has=page.get_by_role("cell", name="ci-pipeline", exact=True))
+    row.get_by_role("button", name="Revoke").click()
+    assert "revoked" in page.locator("tr", has=page.get_by_role("cell", name="ci-pipeline", exact=True)).inner_text()
+    assert requests.get(api, headers={"Authorization": f"Bearer {secret}"}, timeout=10).status_code == 401
+    assert secret not in page.content()
