@@ -302,3 +302,31 @@ def cluster_manifest(env: Environment, registration_token: str | None = None) ->
         namespaces=list(config.get("namespaces") or ()), gateway_address=settings.AGENT_GATEWAY_PUBLIC_ADDRESS,
         registration_token=registration_token, agent_image=config.get("agent_image") or DEFAULT_AGENT_IMAGE,
     )
+
+
+def cluster_manifest_for_scope(
+    env: Environment, scope: str, namespaces: list[str], registration_token: str | None = None
+) -> str:
+    """The cluster manifest of a kubernetes environment for a scope and namespaces chosen by the reader
+    (the portal's generator, like Chaos Mesh's RBAC generator) rather than the stored ones;
+    ValidationError keyed `scope` or `namespaces`."""
+    from django.conf import settings
+
+    from . import rbac
+    from .credentials import DEFAULT_AGENT_IMAGE, DNS_LABEL
+
+    if env.kind != Environment.Kind.KUBERNETES:
+        raise ValidationError({"kind": "only a kubernetes environment has a cluster manifest"})
+    if scope not in rbac.SCOPES:
+        raise ValidationError({"scope": "choose namespace or cluster"})
+    bad = [ns for ns in namespaces if not DNS_LABEL.match(ns)]
+    if bad:
+        names = ", ".join(bad)
+        raise ValidationError({"namespaces": f"not namespace names (lowercase letters, digits and '-'): {names}"})
+    if scope == "namespace" and not namespaces:
+        raise ValidationError({"namespaces": "name at least one namespace, or choose the whole cluster"})
+    return rbac.cluster_manifest(
+        environment_name=env.name, scope=scope, namespaces=list(namespaces),
+        gateway_address=settings.AGENT_GATEWAY_PUBLIC_ADDRESS, registration_token=registration_token,
+        agent_image=env.config.get("agent_image") or DEFAULT_AGENT_IMAGE,
+    )

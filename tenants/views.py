@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth import REDIRECT_FIELD_NAME, login
 from django.contrib.auth.views import LogoutView, redirect_to_login
@@ -21,10 +22,11 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import FormView, TemplateView
 
 from . import services
+from .api.serializers import DAYS, PolicySerializer
 from .filters import AuditEntryFilterSet
 from .forms import AddMemberForm, ChangeRoleForm, LoginForm, TokenCreateForm, add_service_error
 from .middleware import SESSION_TOKEN_KEY, SIGNED_OUT_REASON_KEY
-from .models import ApiToken, AuditEntry, Membership, Tenant
+from .models import ApiToken, AuditEntry, Membership, Policy, Tenant
 from .portal import TenantPortalMixin, portal_actor, tenant_home_url
 
 AUDIT_PAGE_SIZE = 50
@@ -249,9 +251,173 @@ class AuditView(TenantPortalMixin, TemplateView):
         return context
 
 
-class SettingsView(TenantPortalMixin, TemplateView):
-    """The tenant's settings: its blast-radius policy (being built for issue 8)."""
+# Settings: the tenant's policy ----------------------------------------------------------------------
 
-    model = Tenant
+
+def _names_text(names: list[str]) -> str:
+    return ", ".join(names)
+
+
+def _names(text: str) -> list[str]:
+    return [part for part in (text or "").replace(",", " ").split() if part]
+
+
+def _number(label: str, help_text: str, minimum: int = 0) -> forms.CharField:
+    """A number that may be left empty (no limit); the API's rules check it."""
+    return forms.CharField(required=False, label=label, help_text=help_text,
+                           widget=forms.NumberInput(attrs={"min": minimum}))
+
+
+def _messages(errors: Any) -> list[str]:
+    """The API's error messages, flat (a list field's errors come keyed by item)."""
+    if isinstance(errors, dict):
+        return [m for value in errors.values() for m in _messages(value)]
+    if isinstance(errors, (list, tuple)):
+        return [m for value in errors for m in _messages(value)]
+    return [str(errors)]
+
+
+class PolicyForm(forms.Form):
+    """Shapes the policy for a person (namespaces as text, numbers that may be empty); the rules are the
+    API's (PolicySerializer), so the portal and the API accept and refuse the same values."""
+
+    protected_namespaces = forms.CharField(
+        required=False, label="Protected namespaces",
+        help_text="No experiment may touch these, whatever it selects. Separate names with commas or spaces.",
+    )
+    namespace_allowlist = forms.CharField(
+        required=False, label="Namespace allowlist",
+        help_text="If set, experiments may touch only these namespaces. Empty: any namespace that is not protected.",
+    )
+    require_opt_in_annotation = forms.BooleanField(
+        required=False, label="Require the opt-in annotation",
+        help_text='Without an allowlist, only pods annotated chaosplane.io/inject="true" may be targets.',
+    )
+    max_targets = _number("Max targets per run", "Empty: no limit.")
+    max_target_percent = _number("Max share of the candidates (%)", "1 to 100. Empty: no limit.", minimum=1)
+    max_duration_seconds = _number(
+        "Max duration (seconds)",
+        "Longest a run may last; runs without a duration are refused when set. Empty: no limit.",
+    )
+    max_concurrent_runs = _number("Max concurrent runs", "Active runs at once in this tenant. Empty: no limit.")
+    dry_run_by_default = forms.BooleanField(
+        required=False, label="Dry run by default",
+        help_text="New runs only record what they would inject unless asked to run for real.",
+    )
+
+    NUMBERS = ("max_targets", "max_target_percent", "max_duration_seconds", "max_concurrent_runs")
+
+    @classmethod
+    def initial_from(cls, policy: Policy) -> dict[str, Any]:
+        initial = {name: getattr(policy, name) for name in cls.base_fields}
+        initial["protected_namespaces"] = _names_text(policy.protected_namespaces)
+        initial["namespace_allowlist"] = _names_text(policy.namespace_allowlist)
+        return initial
+
+    def api_data(self) -> dict[str, Any]:
+        """The form's values in the API's shape."""
+        data: dict[str, Any] = {
+            "protected_namespaces": _names(self.cleaned_data["protected_namespaces"]),
+            "namespace_allowlist": _names(self.cleaned_data["namespace_allowlist"]),
+            "require_opt_in_annotation": self.cleaned_data["require_opt_in_annotation"],
+            "dry_run_by_default": self.cleaned_data["dry_run_by_default"],
+        }
+        for name in self.NUMBERS:
+            value = self.cleaned_data[name].strip()
+            data[name] = value or None
+        return data
+
+
+class TimeWindowForm(forms.Form):
+    """One allowed time window: days, start and end (HH:MM; an end before the start runs past midnight)
+    and a time zone."""
+
+    days = forms.MultipleChoiceField(
+        required=False, choices=[(day, day.capitalize()) for day in DAYS], widget=forms.CheckboxSelectMultiple
+    )
+    start = forms.CharField(required=False, widget=forms.TextInput(attrs={"type": "time"}))
+    end = forms.CharField(required=False, widget=forms.TextInput(attrs={"type": "time"}))
+    timezone = forms.CharField(required=False, initial="UTC", label="Time zone",
+                               widget=forms.TextInput(attrs={"placeholder": "UTC"}))
+
+    def api_data(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {"days": data["days"], "start": data["start"], "end": data["end"], "timezone": data["timezone"] or "UTC"}
+
+
+class BaseTimeWindowFormSet(forms.BaseFormSet):
+    def add_fields(self, form: forms.Form, index: int | None) -> None:
+        super().add_fields(form, index)
+        if "DELETE" in form.fields:
+            form.fields["DELETE"].label = "Remove this window"
+
+
+TimeWindowFormSet = forms.formset_factory(TimeWindowForm, formset=BaseTimeWindowFormSet, extra=1, can_delete=True)
+
+
+class SettingsView(TenantPortalMixin, TemplateView):
+    """The tenant's settings: its blast-radius policy. Everyone in the tenant reads it; owners change it
+    through the service the API uses (and with the API's rules), and a refused value changes nothing."""
+
+    model = Policy
+    action = "change"
     nav = "settings"
     template_name = "tenants/settings.html"
+
+    def policy(self) -> Policy:
+        # Every tenant gets a policy when it is made; one that predates that reads as the defaults.
+        return self.scoped(Policy).first() or Policy(tenant=self.tenant)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["policy"] = policy = self.policy()
+        if self.is_owner:
+            context.setdefault("form", PolicyForm(initial=PolicyForm.initial_from(policy)))
+            context.setdefault("windows", TimeWindowFormSet(initial=policy.allowed_windows, prefix="windows"))
+        return context
+
+    def post(self, request: HttpRequest, tenant_slug: str) -> HttpResponse:
+        form = PolicyForm(request.POST)
+        windows = TimeWindowFormSet(request.POST, prefix="windows")
+        if form.is_valid() and windows.is_valid():
+            kept = self.kept_windows(windows)
+            body = PolicySerializer(
+                data={**form.api_data(), "allowed_windows": [w.api_data() for w in kept]}, partial=False
+            )
+            if body.is_valid():
+                try:
+                    services.update_policy(self.actor, self.tenant, dict(body.validated_data))
+                except ValidationError as error:
+                    add_service_error(form, error)
+                else:
+                    messages.success(request, "Saved the policy. It applies to runs started from now on.")
+                    return redirect("portal:settings", tenant_slug=self.tenant.slug)
+            else:
+                self.add_api_errors(form, kept, body.errors)
+        return self.render_to_response(self.get_context_data(form=form, windows=windows), status=400)
+
+    @staticmethod
+    def kept_windows(windows: Any) -> list[TimeWindowForm]:
+        """The rows to save: not removed, and not the untouched blank rows."""
+        deleted = set(map(id, windows.deleted_forms))
+        initial = windows.initial_form_count()
+        return [
+            f for i, f in enumerate(windows.forms)
+            if id(f) not in deleted and (i < initial or f.has_changed())
+        ]
+
+    @staticmethod
+    def add_api_errors(form: PolicyForm, kept: list[TimeWindowForm], errors: dict[str, Any]) -> None:
+        """The API's messages next to their fields; a window's next to its row's fields."""
+        for name, messages_ in errors.items():
+            # A list's errors come per item: as a list, or keyed by the item's index.
+            rows = dict(enumerate(messages_)) if isinstance(messages_, list) else messages_
+            if name == "allowed_windows" and isinstance(rows, dict) and all(
+                isinstance(i, int) and i < len(kept) and isinstance(e, dict) for i, e in rows.items()
+            ):
+                for i, row_errors in rows.items():
+                    row = kept[i]
+                    for field, text in (row_errors or {}).items():
+                        row.add_error(field if field in row.fields else None, _messages(text))
+            else:
+                form.add_error(name if name in form.fields else None, _messages(messages_))

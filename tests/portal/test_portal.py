@@ -450,7 +450,7 @@ def test_the_environments_page_lists_them_and_gives_the_cluster_manifest(world: 
     assert page.status_code == 200
     text = page.content.decode()
     assert "prod" in text and "Kubernetes cluster" in text and "Hosts (node agent)" in text
-    assert "sa-token-1" not in text and "Issue a new agent token" not in text  # viewers only download
+    assert "sa-token-1" not in text and "Issue a new registration token" not in text  # viewers only download
 
     blank = signed_in(world.viewer).get("/t/acme/environments/prod/manifest/")
     assert blank.status_code == 200 and "kind: DaemonSet" in blank.content.decode()
@@ -458,7 +458,7 @@ def test_the_environments_page_lists_them_and_gives_the_cluster_manifest(world: 
     assert signed_in(world.viewer).post("/t/acme/environments/prod/manifest/").status_code == 403
     issued = signed_in(world.owner).post("/t/acme/environments/prod/manifest/")
     assert issued.status_code == 200 and "cpr_" in issued.content.decode()
-    assert "Issue a new agent token" in signed_in(world.owner).get("/t/acme/environments/").content.decode()
+    assert "Issue a new registration token" in signed_in(world.owner).get("/t/acme/environments/prod/").content.decode()
     assert signed_in(world.outsider).get("/t/acme/environments/").status_code == 404
 
 
