@@ -104,3 +104,70 @@ def test_a_token_issued_in_the_portal_works_on_the_api_until_it_is_revoked(
     assert "revoked" in page.locator("tr", has=page.get_by_role("cell", name="ci-pipeline", exact=True)).inner_text()
     assert requests.get(api, headers={"Authorization": f"Bearer {secret}"}, timeout=10).status_code == 401
     assert secret not in page.content()
+
+
+def phase_badge(browser_page: Any) -> Any:
+    return browser_page.locator("span.rn-phase[data-rn-phase]")
+
+
+def test_an_experiment_made_in_the_form_dry_runs_then_runs_on_the_agent_and_shows_on_the_timeline(
+    world: Any, base: str, page: Any, lab: Lab  # noqa: F811
+) -> None:
+    from playwright.sync_api import expect
+
+    sign_in(page, base, "bob")
+    page.goto(f"{base}/t/acme/experiments/new/?kind=PhysicalMachineChaos&action=network-partition")
+    page.fill('[name="name"]', "cut-from-the-portal")
+    page.fill('[name="params.network-partition.device"]', "veth0")
+    page.fill('[name="params.network-partition.ip-address"]', lab.ip_b)
+    page.select_option('[name="params.network-partition.direction"]', "to")
+    page.fill('[name="selector.agents"]', "e2e")
+    page.select_option('[name="mode"]', "all")
+    page.fill('[name="duration"]', "soon")
+    page.get_by_role("button", name="Create experiment").last.click()
+    expect(page.locator('[data-field="duration"] .errorlist')).to_contain_text("soon")  # on its field
+    page.fill('[name="duration"]', "4s")
+    page.get_by_role("button", name="Create experiment").last.click()
+    expect(page.locator("h1")).to_have_text("Experiment cut-from-the-portal")
+    expect(page.locator("pre.xp-yaml")).to_contain_text("kind: PhysicalMachineChaos")  # its YAML
+    experiment_page = page.url
+
+    page.select_option("#xp-run-environment", "lab")
+    page.get_by_role("button", name="Dry run").click()
+    assert re.search(r"/t/acme/runs/[0-9a-f-]+/$", page.url)
+    expect(phase_badge(page)).to_have_attribute("data-rn-phase", "finished", timeout=20_000)
+    assert lab.connects(lab.path_a, lab.ip_b, PORT)  # a dry run touches nothing
+
+    page.goto(experiment_page)
+    page.select_option("#xp-run-environment", "lab")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(phase_badge(page)).to_have_attribute("data-rn-phase", "running", timeout=20_000)  # live, no reload
+    assert cut(lab)
+    expect(phase_badge(page)).to_have_attribute("data-rn-phase", "finished", timeout=20_000)
+    bar = page.locator("rect.rn-bar[data-target]")
+    expect(bar).to_have_count(1)
+    expect(bar).to_have_attribute("data-state", "recovered")
+    assert lab.connects(lab.path_a, lab.ip_b, PORT)
+
+
+def test_pause_resume_and_stop_from_the_run_page_act_on_the_network(
+    world: Any, base: str, page: Any, lab: Lab  # noqa: F811
+) -> None:
+    from playwright.sync_api import expect
+
+    run = start(world, partition(world, lab, "120s"))
+    wait_until(lambda: cut(lab), timeout=10, what="the partition")
+    sign_in(page, base, "bob")
+    page.goto(f"{base}/t/acme/runs/{run['id']}/")
+    expect(phase_badge(page)).to_have_attribute("data-rn-phase", "running")
+
+    page.get_by_role("button", name="Pause").click()
+    expect(phase_badge(page)).to_have_attribute("data-rn-phase", "paused", timeout=20_000)
+    assert lab.connects(lab.path_a, lab.ip_b, PORT)
+    page.get_by_role("button", name="Resume").click()
+    expect(phase_badge(page)).to_have_attribute("data-rn-phase", "running", timeout=20_000)
+    assert cut(lab)
+    page.get_by_role("button", name="Stop").click()
+    expect(phase_badge(page)).to_have_attribute("data-rn-phase", "finished", timeout=20_000)
+    assert lab.connects(lab.path_a, lab.ip_b, PORT)
+    expect(page.locator("rect.rn-bar[data-target]")).to_have_count(2)  # two rounds: before and after the pause
