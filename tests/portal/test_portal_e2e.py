@@ -171,3 +171,51 @@ def test_pause_resume_and_stop_from_the_run_page_act_on_the_network(
     expect(phase_badge(page)).to_have_attribute("data-rn-phase", "finished", timeout=20_000)
     assert lab.connects(lab.path_a, lab.ip_b, PORT)
     expect(page.locator("rect.rn-bar[data-target]")).to_have_count(2)  # two rounds: before and after the pause
+
+
+def test_a_workflow_and_a_schedule_made_in_the_portal_progress_and_fire(
+    world: Any, base: str, page: Any, lab: Lab  # noqa: F811
+) -> None:
+    from playwright.sync_api import expect
+
+    partition(world, lab, "60s")  # the experiment `cut`, over the API
+    sign_in(page, base, "bob")
+    page.goto(f"{base}/t/acme/workflows/new/")
+    steps = page.locator("form", has=page.locator('input[name="source"][value="steps"]'))
+    steps.locator('[name="name"]').fill("portal-game-day")
+    steps.locator('[name="step-0-kind"]').select_option("experiment")
+    steps.locator('[name="step-0-experiment"]').select_option("cut")
+    steps.locator('[name="step-0-deadline"]').fill("3s")
+    steps.locator('[name="step-1-kind"]').select_option("suspend")
+    steps.locator('[name="step-1-deadline"]').fill("1s")
+    steps.get_by_role("button", name="Create workflow").click()
+    expect(page.locator("[data-path]").first).to_be_visible()  # the drawn tree
+
+    page.locator('select[name="environment"]').select_option("lab")
+    page.get_by_role("button", name="Start run").click()
+    assert "/workflow-runs/" in page.url
+    cut_node = page.locator('[data-path$="/cut"]').first
+    expect(cut_node).to_have_class(re.compile(r"state-running"), timeout=10_000)  # live, no reload
+    assert cut(lab)
+    expect(page.locator("[data-wr-phase]")).to_have_text("succeeded", timeout=30_000)
+    expect(cut_node).to_have_class(re.compile(r"state-succeeded"))
+    assert lab.connects(lab.path_a, lab.ip_b, PORT)
+
+    page.goto(f"{base}/t/acme/schedules/new/")
+    page.fill('[name="name"]', "every-two-seconds")
+    page.select_option('[name="target"]', "experiment:cut")
+    page.select_option('[name="environment"]', "lab")
+    page.fill('[name="cron"]', "@every 2s")
+    expect(page.locator(".cron-words")).to_contain_text("every 2 seconds")  # described as you type
+    page.select_option('[name="dry_run"]', "true")
+    page.get_by_role("button", name="Create schedule").click()
+    schedule_page = page.url
+    wait_until(lambda: Run.objects.filter(schedule__name="every-two-seconds").count() >= 2, timeout=15,
+               what="two ticks of the schedule")
+    page.goto(schedule_page)
+    expect(page.locator('a[href^="/t/acme/runs/"]').first).to_be_visible()  # its runs, listed
+    page.get_by_role("button", name="Pause").click()
+    count = Run.objects.filter(schedule__name="every-two-seconds").count()
+    page.wait_for_timeout(4500)
+    assert Run.objects.filter(schedule__name="every-two-seconds").count() <= count + 1  # a claimed tick at most
+    assert lab.connects(lab.path_a, lab.ip_b, PORT)  # dry runs
