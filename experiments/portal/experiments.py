@@ -34,6 +34,7 @@ from tenants.roles import at_least
 from .. import runs, services
 from ..filters import ExperimentFilterSet
 from ..models import Experiment, Run, Schedule
+from . import latest_per
 from .experiment_form import STATUS_CHECKS_EXAMPLE, ExperimentForm, PostedValues, StoredValues
 from .experiment_preview import check, errors_of, manifest_answer, preview_targets
 
@@ -131,12 +132,8 @@ class ExperimentListView(ExperimentMixin, TemplateView):
         experiments = filters.qs if not filters.is_bound or filters.is_valid() else queryset.none()
         page = Paginator(experiments, PAGE_SIZE).get_page(self.request.GET.get("page"))
         rows = list(page.object_list)
-        # The newest run of each experiment on the page, in one query (PostgreSQL's DISTINCT ON).
-        last = {
-            r.experiment_id: r
-            for r in self.scoped(Run).filter(experiment__in=[e.pk for e in rows])
-            .order_by("experiment_id", "-created_at", "-id").distinct("experiment_id")
-        }
+        # The newest run of each experiment on the page, in one query.
+        last = latest_per(self.scoped(Run).filter(experiment__in=[e.pk for e in rows]), "experiment_id")
         query = {k: v for k, v in self.request.GET.items() if k in filters.form.fields and v}
         context.update(
             filters=filters,

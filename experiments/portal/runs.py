@@ -349,13 +349,13 @@ def archive_rows(ended_runs: QuerySet, ended_workflow_runs: QuerySet) -> QuerySe
         a_environment=F("environment_name"), a_phase=F("phase"), a_dry_run=F("dry_run"), a_origin=F("origin"),
         a_steady_state=F("steady_state"), a_message=F("message"), a_created_at=F("created_at"),
         a_started_at=F("started_at"), a_finished_at=F("finished_at"),
-    ).values(*ARCHIVE_COLUMNS)
+    ).order_by().values(*ARCHIVE_COLUMNS)  # no ORDER BY inside a UNION's parts (SQLite refuses it)
     workflows_part = ended_workflow_runs.annotate(
         a_type=Value("workflow", output_field=CharField()), a_uuid=F("uuid"), a_name=F("workflow_name"),
         a_environment=F("environment_name"), a_phase=F("phase"), a_dry_run=F("dry_run"), a_origin=F("origin"),
         a_steady_state=Value("", output_field=CharField()), a_message=F("message"), a_created_at=F("created_at"),
         a_started_at=F("created_at"), a_finished_at=F("finished_at"),
-    ).values(*ARCHIVE_COLUMNS)
+    ).order_by().values(*ARCHIVE_COLUMNS)
     return runs_part.union(workflows_part, all=True).order_by(
         F("a_finished_at").desc(nulls_last=True), F("a_created_at").desc())
 

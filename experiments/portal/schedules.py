@@ -27,6 +27,7 @@ from tenants.roles import at_least
 
 from .. import scheduling, services
 from ..models import NAME_LENGTH, Event, Experiment, Run, Schedule, Workflow, WorkflowRun
+from . import latest_per
 
 NEXT_FIRE_TIMES = 5
 RECENT_RUNS = 20
@@ -198,8 +199,7 @@ class SchedulesView(ScheduleMixin, TemplateView):
         # The newest run and workflow run of each schedule: two queries whatever the number of rows.
         last: dict[int, Any] = {}
         for model in (Run, WorkflowRun):
-            for row in (self.scoped(model).filter(schedule_id__in=ids)
-                        .order_by("schedule_id", "-created_at", "-id").distinct("schedule_id")):
+            for row in latest_per(self.scoped(model).filter(schedule_id__in=ids), "schedule_id").values():
                 if row.schedule_id not in last or row.created_at > last[row.schedule_id].created_at:
                     last[row.schedule_id] = row
         context["rows"] = [{"schedule": s, "description": describe(s.cron), "last": last.get(s.pk),

@@ -33,6 +33,7 @@ from tenants.roles import at_least
 
 from .. import services, workflows
 from ..models import NAME_LENGTH, CheckRun, Event, Experiment, Run, Schedule, Workflow, WorkflowNode, WorkflowRun
+from . import latest_per
 from .schedules import RequireActionOnGet, check_name
 
 BRANCHES = ("Serial", "Parallel")
@@ -278,8 +279,7 @@ class WorkflowsView(WorkflowMixin, TemplateView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         items = list(self.scoped(Workflow).order_by("name"))
-        latest = {wr.workflow_id: wr for wr in self.scoped(WorkflowRun).filter(workflow__in=items)
-                  .order_by("workflow_id", "-created_at", "-id").distinct("workflow_id")}
+        latest = latest_per(self.scoped(WorkflowRun).filter(workflow__in=items), "workflow_id")
         context["rows"] = [{"workflow": w, "templates": len(w.spec.get("templates", [])),
                             "entry": next((t.get("templateType") for t in w.spec.get("templates", [])
                                            if t.get("name") == w.spec.get("entry")), ""),
