@@ -64,10 +64,10 @@ def test_memory_stress_takes_memory_in_the_target_cgroup(lab: Lab) -> None:
                        Target(kind="process", pid=target.pid))
     print(inject(order))
     try:
-        deadline = time.monotonic() + 5
-        while _memory(cgroups) - before < 48 * 2**20 and time.monotonic() < deadline:
+        deadline, taken = time.monotonic() + 10, 0
+        while taken < 48 * 2**20 and time.monotonic() < deadline:
             time.sleep(0.1)
-        taken = _memory(cgroups) - before
+            taken = max(taken, _memory(cgroups) - before)
     finally:
         recover(order)
     print(f"target cgroup memory: +{taken / 2**20:.0f} MiB (asked 64 MiB)")
