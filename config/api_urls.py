@@ -6,6 +6,7 @@ urlpatterns = [
     path("", include("tenants.api.urls")),
     path("", include("injector.api.urls")),
     path("", include("experiments.api.urls")),
+    path("", include("reports.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),

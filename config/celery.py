@@ -28,7 +28,7 @@ def _freeze_child(**kwargs: object) -> None:
 
 #: Beat's sweeps, every second or few: their "sent", "received" and "succeeded" lines would bury the
 #: log. Their work shows as events when it does anything.
-QUIET_TASKS = ("experiments.tasks.fire_schedules", "experiments.tasks.reap")
+QUIET_TASKS = ("experiments.tasks.fire_schedules", "experiments.tasks.reap", "reports.tasks.retry_due_deliveries")
 
 
 class QuietSweeps(logging.Filter):

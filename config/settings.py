@@ -204,9 +204,21 @@ SCHEDULER_SWEEP_SECONDS = float(os.environ.get("SCHEDULER_SWEEP_SECONDS", "1"))
 # and how late a continuous check's probe may be before the reaper publishes it again.
 CHECK_INLINE_BUDGET_SECONDS = float(os.environ.get("CHECK_INLINE_BUDGET_SECONDS", "120"))
 CHECK_STALL_SECONDS = float(os.environ.get("CHECK_STALL_SECONDS", "30"))
+# Reports and notifications (reports): webhook attempts back off from the base, doubling, up to the
+# maximum number of attempts; a sweep publishes again any attempt whose task was lost.
+WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", "6"))
+WEBHOOK_RETRY_BASE_SECONDS = float(os.environ.get("WEBHOOK_RETRY_BASE_SECONDS", "5"))
+WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "5"))
+WEBHOOK_SWEEP_SECONDS = float(os.environ.get("WEBHOOK_SWEEP_SECONDS", "30"))
+# /metrics: when set, scrapers must send it as a bearer token.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "chaosplane@localhost")
 CELERY_BEAT_SCHEDULE = {
     "reap-runs": {"task": "experiments.tasks.reap", "schedule": REAPER_INTERVAL_SECONDS},
     "fire-schedules": {"task": "experiments.tasks.fire_schedules", "schedule": SCHEDULER_SWEEP_SECONDS},
+    "retry-webhook-deliveries": {"task": "reports.tasks.retry_due_deliveries", "schedule": WEBHOOK_SWEEP_SECONDS},
+    "send-monthly-audit-reports": {"task": "reports.tasks.send_monthly_audit_reports", "schedule": 3600.0},
 }
 AGENT_COMMAND_TIMEOUT = float(os.environ.get("AGENT_COMMAND_TIMEOUT", "10"))  # a worker waits for an agent's answer
 # The gateway address agents are told to dial (the cluster manifest's DaemonSet), when it differs

@@ -10,4 +10,5 @@ urlpatterns = [
     path("", include("tenants.urls")),
     path("", include("experiments.urls")),
     path("", include("injector.urls")),
+    path("", include("reports.urls")),
 ]

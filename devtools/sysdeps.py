@@ -30,9 +30,12 @@ TEST_PACKAGES: list[str] = [
     "openjdk-17-jdk-headless",
     "libbyteman-java",
     "util-linux",
+    "libpango-1.0-0",  # WeasyPrint draws the PDF reports with Pango
+    "libpangoft2-1.0-0",
+    "poppler-utils",  # pdftoppm and pdftotext read the PDF reports back in tests
 ]
 # What `make run` needs (the database is sqlite by default).
-RUN_PACKAGES: list[str] = ["redis-server"]
+RUN_PACKAGES: list[str] = ["redis-server", "libpango-1.0-0", "libpangoft2-1.0-0", "fonts-dejavu-core"]
 
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 

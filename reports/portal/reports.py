@@ -1,0 +1,4 @@
+"""(being built)"""
+from __future__ import annotations
+
+urlpatterns: list = []
