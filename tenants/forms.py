@@ -16,13 +16,17 @@ from .roles import Role, rank
 SIGN_IN_FAILED = "Sign-in failed. Check what you entered and try again."
 
 
-def add_service_error(form: forms.Form, error: ValidationError) -> None:
+def add_service_error(form: forms.Form, error: ValidationError, aliases: dict[str, str] | None = None) -> None:
     """Attach a service's ValidationError to the form: to the field it names when the form has that
-    field, else to the form as a whole (so no message is ever lost)."""
+    field (directly, through `aliases`, or by its last part: "settings.region" -> region), else to the
+    form as a whole (so no message is ever lost)."""
     if not hasattr(error, "error_dict"):
         form.add_error(None, error)
         return
-    for field, errors in error.error_dict.items():
+    for key, errors in error.error_dict.items():
+        field = (aliases or {}).get(key) or key
+        if field not in form.fields:
+            field = field.split(".", 1)[-1]
         form.add_error(field if field in form.fields else None, errors)
 
 
