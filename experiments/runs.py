@@ -639,6 +639,9 @@ def halt(actor: Actor, tenant: Tenant, *, wait: float | None = None) -> dict[str
         recovering = list(Run.objects.filter(tenant=tenant, phase=Phase.RECOVERING).values_list("pk", flat=True))
         for run in Run.objects.filter(pk__in=moved):
             event(run, "Halted", reason, warning=True)
+        # The halt itself is on the tenant's timeline (and notifies), even when nothing was running.
+        Event.objects.create(tenant=tenant, reason="TenantHalted", type=Event.Type.WARNING, object_type="tenant",
+                             object_id=tenant.slug, message=f"{reason}: {len(moved)} runs stopped")
         audit.record(actor, tenant, "tenant.halt", tenant, after={"runs": len(moved)})
         for pk in recovering:
             _publish_recover(pk)
@@ -703,9 +706,18 @@ def reap(now: datetime | None = None) -> dict[str, int]:
         Run.objects.filter(pk=pk).update(updated_at=now)
         tasks.inject_run.delay(pk)
     lease = now - timedelta(seconds=settings.AGENT_LEASE_SECONDS)
-    silent = Agent.objects.filter(connected=True, last_heartbeat__lt=lease).update(
-        connected=False, connected_gateway="", session=None
-    )
+    silent = 0
+    for agent in Agent.objects.filter(connected=True, last_heartbeat__lt=lease).select_related("environment"):
+        # Compare-and-set: a heartbeat that came in meanwhile keeps the agent; each loss is one event.
+        if Agent.objects.filter(pk=agent.pk, connected=True, last_heartbeat__lt=lease).update(
+            connected=False, connected_gateway="", session=None
+        ):
+            silent += 1
+            Event.objects.create(
+                tenant_id=agent.tenant_id, reason="AgentLost", type=Event.Type.WARNING, object_type="agent",
+                object_id=str(agent.uuid), message=f"agent {agent.name} in {agent.environment.name} sent no heartbeat "
+                f"for {settings.AGENT_LEASE_SECONDS} s: marked disconnected; its faults recover at their expiry",
+            )
     from . import checking, workflows
 
     late_checks = checking.overdue(now)
