@@ -157,7 +157,10 @@ def _apply(hook: Webhook, tenant: Tenant, data: dict[str, Any]) -> str | None:
         url = check_url(data["url"])
         hook.url_encrypted, hook.url_hint = secrets.encrypt({"url": url}), url_hint(url)
     if "format" in data:
-        hook.format = check_format(data["format"])
+        old_format, hook.format = hook.format, check_format(data["format"])
+        if hook.pk and hook.format != old_format:
+            # A signing secret is no Grafana token, nor the reverse: a new format needs its own secret.
+            hook.secret_encrypted = ""
     if "events" in data:
         hook.events = check_events(data["events"])
     if "enabled" in data:
