@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from injector import secrets
@@ -133,6 +134,16 @@ def new_secret() -> str:
 
 
 # Reading what is stored ------------------------------------------------------------------------------
+
+
+def with_last_delivery(queryset: QuerySet) -> QuerySet:
+    """Each webhook with its newest delivery's state, event and time: one query for a whole page."""
+    newest = WebhookDelivery.objects.filter(webhook=OuterRef("pk")).order_by("-created_at", "-id")
+    return queryset.annotate(
+        last_state=Subquery(newest.values("state")[:1]),
+        last_event=Subquery(newest.values("event")[:1]),
+        last_at=Subquery(newest.values("created_at")[:1]),
+    )
 
 
 def url_of(hook: Webhook) -> str:

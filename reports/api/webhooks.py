@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.urls import path
 from drf_spectacular.utils import extend_schema
@@ -18,22 +18,13 @@ from tenants.api.scoping import TenantScopedViewSet
 
 from .. import services
 from ..models import Webhook, WebhookDelivery
+from ..services import with_last_delivery
 from .webhook_serializers import (
     CreatedWebhookSerializer,
     DeliverySerializer,
     WebhookSerializer,
     WebhookWriteSerializer,
 )
-
-
-def with_last_delivery(queryset: QuerySet) -> QuerySet:
-    """Each webhook with its newest delivery's state, event and time: one query for a whole page."""
-    newest = WebhookDelivery.objects.filter(webhook=OuterRef("pk")).order_by("-created_at", "-id")
-    return queryset.annotate(
-        last_state=Subquery(newest.values("state")[:1]),
-        last_event=Subquery(newest.values("event")[:1]),
-        last_at=Subquery(newest.values("created_at")[:1]),
-    )
 
 
 class WebhookViewSet(TenantScopedViewSet):
