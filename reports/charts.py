@@ -82,8 +82,12 @@ def _svg(height: float, body: list[str], title: str) -> str:
     )
 
 
+TICK_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400,
+              604800)
+
+
 def _tick_step(span_seconds: float) -> float:
-    for step in (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400, 604800):
+    for step in TICK_STEPS:
         if span_seconds / step <= 8:
             return float(step)
     return 2592000.0
