@@ -27,10 +27,10 @@ class Received:
 
 
 class Receiver:
-    """Answers `statuses` in order, then `default` for ever."""
+    """Answers `statuses` in order, then `default` for ever, each after `delay` seconds."""
 
-    def __init__(self, statuses: list[int] | None = None, default: int = 200) -> None:
-        self.statuses, self.default = list(statuses or []), default
+    def __init__(self, statuses: list[int] | None = None, default: int = 200, delay: float = 0.0) -> None:
+        self.statuses, self.default, self.delay = list(statuses or []), default, delay
         self.requests: list[Received] = []
         self._lock = threading.Lock()
         receiver = self
@@ -41,6 +41,7 @@ class Receiver:
                 with receiver._lock:
                     receiver.requests.append(Received("POST", self.path, dict(self.headers.items()), body))
                     code = receiver.statuses.pop(0) if receiver.statuses else receiver.default
+                time.sleep(receiver.delay)  # a slow receiver: attempts overlap
                 if 300 <= code < 400:
                     self.send_response(code)
                     self.send_header("Location", f"http://127.0.0.1:{receiver.port}/elsewhere")
@@ -73,8 +74,8 @@ class Receiver:
 
 
 @contextmanager
-def receiver(statuses: list[int] | None = None, default: int = 200) -> Iterator[Receiver]:
-    r = Receiver(statuses, default)
+def receiver(statuses: list[int] | None = None, default: int = 200, delay: float = 0.0) -> Iterator[Receiver]:
+    r = Receiver(statuses, default, delay)
     thread = threading.Thread(target=r.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:

@@ -9,9 +9,12 @@ The test transaction never commits, so the on-commit callbacks are captured and 
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -447,3 +450,67 @@ def test_the_url_and_secret_are_stored_encrypted(world: Any) -> None:
     assert secrets.decrypt(rows[0][0]) == {"url": url.replace("hooks.slack.com", "hooks.example.com")}
     assert services.secret_of(webhook) == SECRET and services.url_of(slack) == url
     assert rows[1][2] == ""  # Slack: no signing secret
+
+
+# Through a real worker, and two at once --------------------------------------------------------------------
+
+
+def _database_url() -> str:
+    s = connection.settings_dict
+    return f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_delivers_a_halt_and_retries_it_after_a_failure(world: Any, settings: Any,
+                                                                      tmp_path: Any) -> None:
+    from pathlib import Path
+
+    from devtools.servers import CeleryWorker
+    from tests.conftest import client_for
+
+    env = dict(os.environ, DATABASE_URL=_database_url(), REDIS_URL=settings.REDIS_URL,
+               WEBHOOK_RETRY_BASE_SECONDS="0.3", WEBHOOK_TIMEOUT_SECONDS="3")
+    worker = CeleryWorker(env=env, cwd=Path(__file__).resolve().parents[2], logfile=tmp_path / "worker.log")
+    with receiver(statuses=[500]) as r:
+        hook(world, r.url)
+        worker.start()
+        try:
+            response = client_for(world.operator).post("/api/v1/tenants/acme/halt/")
+            assert response.status_code == 200, response.content
+            r.wait_for(2)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not WebhookDelivery.objects.filter(state="delivered").exists():
+                time.sleep(0.1)
+        finally:
+            worker.stop()
+    assert r.events() == ["halt", "halt"]
+    verified(r)
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.state == "delivered" and [e["status"] for e in delivery.log] == [500, 200]
+    gap = datetime.fromisoformat(delivery.log[1]["at"]) - datetime.fromisoformat(delivery.log[0]["at"])
+    assert gap.total_seconds() >= 0.3 * 0.8  # the countdown of the backoff was kept
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_attempting_the_same_delivery_send_it_once(world: Any) -> None:
+    with receiver(delay=0.5) as r:
+        delivery = _delivery(hook(world, r.url))
+        start = threading.Barrier(2)
+        results: list[Any] = []
+
+        def work() -> None:
+            start.wait()
+            try:
+                results.append(webhooks.attempt(delivery.pk))
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=work) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+    assert len(results) == 2 and results.count(None) == 1 and "delivered" in results
+    assert len(r.requests) == 1
+    assert WebhookDelivery.objects.get(pk=delivery.pk).attempts == 1
