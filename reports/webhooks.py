@@ -208,36 +208,39 @@ def fan_out(notice: Notice) -> list[int]:
     created: list[int] = []
     try:
         now = timezone.now()
-        for hook in Webhook.objects.filter(tenant_id=notice.tenant_id, enabled=True):
-            if not hook.wants(notice.event):
-                continue
-            if hook.format == Webhook.Format.GRAFANA and notice.event not in RUN_END:
-                continue  # an annotation marks a run's window: it needs the run's end
-            delivery, new = WebhookDelivery.objects.get_or_create(
-                webhook=hook, event_key=notice.key[:200],
-                defaults={"event": notice.event, "payload": notice.payload, "next_attempt_at": now},
+        wanted = [hook.pk for hook in Webhook.objects.filter(tenant_id=notice.tenant_id, enabled=True)
+                  if hook.wants(notice.event)
+                  # an annotation marks a run's window: it needs the run's end
+                  and (hook.format != Webhook.Format.GRAFANA or notice.event in RUN_END)]
+        if wanted:
+            key = notice.key[:200]
+            WebhookDelivery.objects.bulk_create(
+                [WebhookDelivery(webhook_id=pk, event=notice.event, event_key=key, payload=notice.payload,
+                                 created_at=now, next_attempt_at=now) for pk in wanted],
+                ignore_conflicts=True,  # noticed before: (webhook, event_key) is unique
             )
-            if new:
-                created.append(delivery.pk)
+            # Ours are those made at `now`; one made by an earlier notice has an earlier time.
+            created = list(WebhookDelivery.objects.filter(webhook_id__in=wanted, event_key=key, created_at=now)
+                           .values_list("pk", flat=True))
     except Exception:  # noqa: BLE001 - called on commit of somebody else's change: log, never raise
         log.exception("webhooks: could not record the %s notification %s", notice.event, notice.key)
-    for pk in created:
-        publish(pk)
+    if created:
+        publish(*created)
     return created
 
 
-def publish(delivery_id: int, countdown: float = 0.0) -> None:
-    """Queue an attempt after commit. A broker that is down loses nothing: retry_due publishes it again."""
+def publish(*delivery_ids: int, countdown: float = 0.0) -> None:
+    """Queue attempts after commit, over one broker connection. A broker that is down loses nothing:
+    retry_due publishes them again."""
     def send() -> None:
         from . import tasks
 
         try:
-            if countdown > 0:
-                tasks.deliver.apply_async((delivery_id,), countdown=countdown)
-            else:
-                tasks.deliver.delay(delivery_id)
+            with tasks.deliver.app.producer_or_acquire() as producer:
+                for pk in delivery_ids:
+                    tasks.deliver.apply_async((pk,), countdown=countdown or None, producer=producer)
         except Exception:  # noqa: BLE001 - the sweep publishes due deliveries again
-            log.warning("webhooks: could not publish delivery %s; the sweep will", delivery_id)
+            log.warning("webhooks: could not publish deliveries %s; the sweep will", list(delivery_ids))
 
     transaction.on_commit(send)
 
