@@ -37,7 +37,7 @@ DAILY_UP_TO_DAYS = 62
 #: Aborts, halts and refusals listed in full up to this many each (their counts are always whole).
 LIST_LIMIT = 500
 #: Audit entries the PDF lists; past it, the PDF says how many more the CSV holds (the HTML lists all).
-PDF_ENTRY_LIMIT = 2000
+PDF_ENTRY_LIMIT = 1000
 CSV_FIELDS = ("seq", "created_at", "actor_kind", "actor", "action", "object_type", "object_id", "remote_addr",
               "entry_hash", "prev_hash")
 REFUSAL_REASONS = {"PolicyRefused": "policy", "SteadyStateFailed": "steady state", "ScheduleRefused": "policy"}
