@@ -17,6 +17,7 @@ from experiments import runs
 from reports.models import AuditReportSubscription
 from tenants.models import AuditEntry
 from tests.experiments.runs_harness import SYSTEM, host_experiment, hosts_environment
+from tests.portal.test_browser import page, portal_server  # noqa: F401 - the fixtures
 from tests.portal.test_portal import signed_in, text
 from tests.tenants.test_audit import tamper
 
@@ -32,8 +33,8 @@ def run(world: Any) -> Any:
 
 
 def main(response: Any) -> str:
-    page = text(response)
-    return page[page.index("<main>"):page.index("</main>")]
+    whole = text(response)
+    return whole[whole.index("<main>"):whole.index("</main>")]
 
 
 # A run's report -----------------------------------------------------------------------------------
@@ -41,10 +42,10 @@ def main(response: Any) -> str:
 
 @pytest.mark.parametrize("who", MEMBERS)
 def test_the_run_page_links_to_its_report_in_each_format(world: Any, run: Any, who: str) -> None:
-    page = text(signed_in(world.member(who)).get(f"/t/acme/runs/{run.uuid}/"))
+    run_page = text(signed_in(world.member(who)).get(f"/t/acme/runs/{run.uuid}/"))
     base = f"/t/acme/runs/{run.uuid}/report/"
-    assert f'<a href="{base}">Report (HTML)</a>' in page
-    assert f'<a href="{base}pdf/">PDF</a>' in page and f'<a href="{base}json/">JSON</a>' in page
+    assert f'<a href="{base}">Report (HTML)</a>' in run_page
+    assert f'<a href="{base}pdf/">PDF</a>' in run_page and f'<a href="{base}json/">JSON</a>' in run_page
 
 
 @pytest.mark.parametrize("who", MEMBERS)
@@ -87,8 +88,8 @@ def test_outsiders_and_the_signed_out_do_not_see_a_run_report(world: Any, run: A
 def test_members_see_the_reports_sub_tab_with_downloads_and_the_chain(world: Any, who: str) -> None:
     response = signed_in(world.member(who)).get(REPORTS, {"start": "2026-01-01", "last": "2026-01-31"})
     assert response.status_code == 200
-    page, body = text(response), main(response)
-    assert f'<a href="{REPORTS}" aria-current="page">Reports</a>' in page
+    whole, body = text(response), main(response)
+    assert f'<a href="{REPORTS}" aria-current="page">Reports</a>' in whole
     head = AuditEntry.objects.filter(tenant=world.acme).order_by("-seq").first()
     assert "Verified" in body and head.entry_hash in body
     for fmt in ("html", "pdf", "csv"):
@@ -97,8 +98,8 @@ def test_members_see_the_reports_sub_tab_with_downloads_and_the_chain(world: Any
 
 
 def test_the_settings_tab_and_its_sub_tabs_link_to_reports(world: Any) -> None:
-    page = text(signed_in(world.viewer).get("/t/acme/settings/"))
-    assert f'<a href="{REPORTS}">Reports</a>' in page
+    settings_page = text(signed_in(world.viewer).get("/t/acme/settings/"))
+    assert f'<a href="{REPORTS}">Reports</a>' in settings_page
 
 
 def test_a_bad_period_is_named_and_offers_no_download(world: Any) -> None:
@@ -151,3 +152,26 @@ def test_only_owners_change_the_subscription(world: Any, who: str) -> None:
     assert response.status_code == 403
     assert not AuditReportSubscription.objects.filter(tenant=world.acme).exists()
     assert signed_in(world.outsider).post(REPORTS, {"enabled": "on", "recipients": "x@example.com"}).status_code == 404
+
+
+# In a browser -------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_report_pages_fit_the_screen(world: Any, portal_server: Any, page: Any, width: int) -> None:  # noqa: F811
+    from tests.portal.test_browser import sign_in
+    from tests.portal.test_responsive_browser import widest
+
+    hosts_environment(world.acme, agents=3)
+    experiment = host_experiment(world.acme, "cpu-burn-with-a-rather-long-name-for-narrow-screens")
+    done = runs.start_run(SYSTEM, experiment, "lab", dry_run=True, publish=False)
+    runs.inject(done.pk)
+    page.set_viewport_size({"width": width, "height": 800})
+    sign_in(page, portal_server.url, "alice")
+    for path in (f"runs/{done.uuid}/report/", "settings/reports/"):
+        response = page.goto(f"{portal_server.url}/t/acme/{path}")
+        assert response is not None and response.status == 200, path
+        assert page.locator("img.chart").count() >= 1 or path == "settings/reports/"
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"{path} at {width} px scrolls sideways by {overflow} px: {widest(page)}"
