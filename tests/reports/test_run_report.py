@@ -228,3 +228,19 @@ def test_the_pdf_renders_to_pages_that_are_not_blank_and_say_what_ran(world: Any
     for name in ("host-0 (host-0.lab)", "host-1 (host-1.lab)", "host-2 (host-2.lab)"):
         assert name in text
     assert "recovered cleanly" in text and "held" in text
+
+
+def test_a_scheduled_run_names_its_schedule(world: Any) -> None:
+    hosts_environment(world.acme, agents=1)
+    experiment = host_experiment(world.acme, "nightly-cpu")
+    schedule = experiment_services.save_schedule(SYSTEM, world.acme, {
+        "name": "nightly", "cron": "0 2 * * *", "experiment": "nightly-cpu", "environment": "lab"})
+    run = runs.start_run(Actor.system_actor("schedule:nightly"), experiment, "lab", publish=False, dry_run=True,
+                         origin=Run.Origin.SCHEDULE, schedule=schedule)
+
+    started_by = run_report.build(run)["started_by"]
+
+    assert started_by["origin"] == {"kind": "schedule", "schedule": {"id": str(schedule.uuid), "name": "nightly"},
+                                    "workflow_run": None}
+    assert (started_by["actor"], started_by["actor_kind"], started_by["user"]) == ("schedule:nightly", "system", None)
+    assert "schedule <strong>nightly</strong>" in run_report.render_html(run_report.build(run))
