@@ -22,8 +22,10 @@ Latencies, per target (an Injection row, one per target and round):
   round; a Deadline event counts from the run's deadline itself, so a late eta task or reaper shows;
   otherwise the Failed event that moved the run to recovering) to the target's recovered_at.
 
-Names, labels and a scrape config: docs/metrics.md. Labels carry tenant slugs, kinds, phases, states,
-environment and queue names: never a secret.
+The histograms are labelled by kind only: with the tenant too, 100 tenants and 8 kinds made 25,000
+histogram samples (2.4 MB of text, a quarter of a second per scrape); per tenant, the runs and live
+injections say who is busy. Labels carry tenant slugs, kinds, phases, states, environment and queue
+names: never a secret. Names, labels and a scrape config: docs/metrics.md.
 """
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ RECOVERY_REQUESTS = ("Stopped", "Halted", DEADLINE, "Pausing")
 OBSERVED = {INJECTED: INJECTION, RECOVERED: RECOVERY}
 
 #: KEYS[1]: the run's set of targets already counted; KEYS[2]: the histogram's hash.
-#: ARGV[1]: the set's time to live (s); ARGV[2]: the series ("tenant|kind"); then per target:
+#: ARGV[1]: the set's time to live (s); ARGV[2]: the series (the kind); then per target:
 #: member, bucket index, seconds. A target is counted once however many events, workers or retries see it.
 OBSERVE_LUA = """
 local added = 0
@@ -174,14 +176,14 @@ def observe(run_id: int, reason: str) -> int:
     if what is None:
         return 0
     try:
-        run = Run.objects.select_related("tenant").filter(pk=run_id).first()
+        run = Run.objects.filter(pk=run_id).first()
         if run is None:
             return 0
         samples = injection_samples(run) if what == INJECTION else recovery_samples(run)
         if not samples:
             return 0
         expires = max(run.deadline, timezone.now()) + SEEN_GRACE - timezone.now()
-        args: list[Any] = [int(expires.total_seconds()) + 1, f"{run.tenant.slug}|{run.kind}"]
+        args: list[Any] = [int(expires.total_seconds()) + 1, run.kind]
         for member, seconds in samples:
             args += [member, bucket_index(seconds), repr(seconds)]
         return int(_observe_script(settings.REDIS_URL)(keys=[seen_key(run.uuid), HISTOGRAM_KEYS[what]], args=args))
@@ -221,22 +223,22 @@ def celery_queues() -> list[str]:
 PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
-def _parse_histogram(raw: dict[bytes, bytes]) -> dict[tuple[str, str], dict[str, float]]:
-    series: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+def _parse_histogram(raw: dict[bytes, bytes]) -> dict[str, dict[str, float]]:
+    series: dict[str, dict[str, float]] = defaultdict(dict)
     for field, value in raw.items():
-        tenant, kind, part = field.decode().rsplit("|", 2)
-        series[(tenant, kind)][part] = float(value)
+        kind, part = field.decode().rsplit("|", 1)
+        series[kind][part] = float(value)
     return series
 
 
 def _histogram(name: str, documentation: str, raw: dict[bytes, bytes]) -> HistogramMetricFamily:
-    family = HistogramMetricFamily(name, documentation, labels=["tenant", "kind"])
-    for (tenant, kind), parts in sorted(_parse_histogram(raw).items()):
+    family = HistogramMetricFamily(name, documentation, labels=["kind"])
+    for kind, parts in sorted(_parse_histogram(raw).items()):
         running, buckets = 0.0, []
         for i, bound in enumerate((*BUCKETS, float("inf"))):
             running += parts.get(str(i), 0.0)
             buckets.append(("+Inf" if i == len(BUCKETS) else repr(bound), running))
-        family.add_metric([tenant, kind], buckets, parts.get("sum", 0.0))
+        family.add_metric([kind], buckets, parts.get("sum", 0.0))
     return family
 
 

@@ -5,7 +5,7 @@ queue that no worker reads, and the bearer token when METRICS_TOKEN is set.
 
 The test transaction never commits, so the on-commit callbacks are captured and only the metrics' own
 (reports.metrics.observe) are run, as in test_webhooks.py. The latency histograms live in the test
-runner's Redis for the whole session: the tests compare before and after."""
+runner's Redis for the whole session (and carry only the kind): the tests compare before and after."""
 from __future__ import annotations
 
 import socket
@@ -115,7 +115,7 @@ def test_every_metric_is_there_with_its_type(world: Any, redis_url: str, observe
     assert got.value("chaosplane_celery_queue_length", queue="celery") >= 0
     assert [s.labels for s in got.families["chaosplane_celery_queue_length"].samples] == [{"queue": "celery"}]
     buckets = [s for s in got.families["chaosplane_injection_latency_seconds"].samples
-               if s.name.endswith("_bucket") and s.labels["tenant"] == "acme" and s.labels["kind"] == KIND]
+               if s.name.endswith("_bucket") and s.labels == {"kind": KIND, "le": s.labels["le"]}]
     assert [s.labels["le"] for s in buckets] == [*(str(b) for b in metrics.BUCKETS), "+Inf"]
     assert [s.value for s in buckets] == sorted(s.value for s in buckets)  # cumulative
 
@@ -156,9 +156,9 @@ def test_counters_and_latencies_move_with_runs(world: Any, redis_url: str, obser
     assert after.value("chaosplane_runs_active", tenant="acme") == 0
     assert moved(after, "chaosplane_runs_total", **acme, phase="finished") == 2
     for family in ("chaosplane_injection_latency_seconds", "chaosplane_recovery_latency_seconds"):
-        assert moved(after, f"{family}_count", **acme) == 6
-        assert moved(after, f"{family}_bucket", **acme, le="+Inf") == 6
-        assert 0 <= moved(after, f"{family}_sum", **acme) <= 6 * took
+        assert moved(after, f"{family}_count", kind=KIND) == 6
+        assert moved(after, f"{family}_bucket", kind=KIND, le="+Inf") == 6
+        assert 0 <= moved(after, f"{family}_sum", kind=KIND) <= 6 * took
 
 
 def test_each_target_is_counted_once_however_often_it_is_observed(world: Any, redis_url: str,
@@ -183,12 +183,11 @@ def test_a_deadline_recovery_counts_from_the_deadline(world: Any, redis_url: str
         assert runs.expire(run.pk)
         runs.recover(run.pk)
     after = scrape()
-    acme = {"tenant": "acme", "kind": KIND}
-    late = after.value("chaosplane_recovery_latency_seconds_sum", **acme) - before.value(
-        "chaosplane_recovery_latency_seconds_sum", **acme)
+    late = after.value("chaosplane_recovery_latency_seconds_sum", kind=KIND) - before.value(
+        "chaosplane_recovery_latency_seconds_sum", kind=KIND)
     assert 40 <= late < 60
     bucket = "chaosplane_recovery_latency_seconds_bucket"
-    up_to_30_and_60 = [after.value(bucket, **acme, le=le) - before.value(bucket, **acme, le=le)
+    up_to_30_and_60 = [after.value(bucket, kind=KIND, le=le) - before.value(bucket, kind=KIND, le=le)
                        for le in ("30.0", "60.0")]
     assert up_to_30_and_60 == [0, 1]
 
@@ -213,8 +212,8 @@ def test_a_paused_and_resumed_run_counts_each_round(world: Any, redis_url: str, 
             runs.recover(run.pk)
     after = scrape()
     acme = {"tenant": "acme", "kind": KIND}
-    counts = [s.value(f"chaosplane_{what}_latency_seconds_count", **acme)
-              - before.value(f"chaosplane_{what}_latency_seconds_count", **acme)
+    counts = [s.value(f"chaosplane_{what}_latency_seconds_count", kind=KIND)
+              - before.value(f"chaosplane_{what}_latency_seconds_count", kind=KIND)
               for s in (paused, resumed, after) for what in ("injection", "recovery")]
     assert counts == [2, 2, 4, 2, 4, 4]
     assert paused.value("chaosplane_runs_active", tenant="acme", phase="paused") == 1
