@@ -210,6 +210,8 @@ WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", "6"))
 WEBHOOK_RETRY_BASE_SECONDS = float(os.environ.get("WEBHOOK_RETRY_BASE_SECONDS", "5"))
 WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "5"))
 WEBHOOK_SWEEP_SECONDS = float(os.environ.get("WEBHOOK_SWEEP_SECONDS", "30"))
+# The portal's address as people reach it ("https://chaos.example.com"): links in notifications.
+PUBLIC_URL = os.environ.get("PUBLIC_URL", "").rstrip("/")
 # /metrics: when set, scrapers must send it as a bearer token.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
