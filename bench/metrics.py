@@ -17,10 +17,7 @@ deliveries per 10 runs. Then it prints:
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import sys
-import tempfile
 import time
 import tracemalloc
 from datetime import timedelta
@@ -29,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import percentiles  # noqa: E402
+from bench.common import percentiles, platform_database  # noqa: E402
 
 KINDS = ("PodChaos", "NetworkChaos", "StressChaos", "IOChaos", "DNSChaos", "HTTPChaos", "TimeChaos",
          "PhysicalMachineChaos")
@@ -44,21 +41,9 @@ def main() -> None:
     parser.add_argument("--scrapes", type=int, default=50)
     args = parser.parse_args()
 
-    from devtools.servers import PostgresServer, RedisServer
-
-    with tempfile.TemporaryDirectory(prefix="chaosplane-bench-") as tmp, PostgresServer(Path(tmp) / "pg") as pg, \
-            RedisServer(Path(tmp) / "redis") as redis:
-        os.environ.update(DATABASE_URL=pg.url, REDIS_URL=redis.url, SECRET_KEY=secrets.token_urlsafe(40), DEBUG="0",
-                          METRICS_TOKEN="")
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-        os.environ.setdefault("LOG_LEVEL", "WARNING")
-        import django
-
-        django.setup()
-        from django.core.management import call_command
+    with platform_database(METRICS_TOKEN=""):
         from django.db import connection
 
-        call_command("migrate", verbosity=0)
         started = time.monotonic()
         sample = seed(args.runs, args.injections, args.tenants)
         with connection.cursor() as cursor:

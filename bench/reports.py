@@ -14,10 +14,8 @@ targets with a status check probed 120 times and an event per target. Then it pr
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -26,6 +24,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from bench.common import platform_database  # noqa: E402
 
 
 def main() -> None:
@@ -36,20 +36,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    from devtools.servers import PostgresServer
-
-    with tempfile.TemporaryDirectory(prefix="chaosplane-bench-") as tmp, PostgresServer(Path(tmp) / "pg") as pg:
-        # Nothing here publishes a task: the broker's address is never dialled.
-        os.environ.update(DATABASE_URL=pg.url, REDIS_URL="redis://127.0.0.1:1/0", SECRET_KEY=secrets.token_urlsafe(40),
-                          DEBUG="0")
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-        os.environ.setdefault("LOG_LEVEL", "WARNING")
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
+    with platform_database(redis=False):  # nothing here publishes a task
         started = time.monotonic()
         tenant = seed_tenant()
         seed_entries(tenant, args.entries)

@@ -16,10 +16,7 @@ control plane's own work, not a worker's.
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import percentiles  # noqa: E402
+from bench.common import percentiles, platform_database  # noqa: E402
 
 
 def main() -> None:
@@ -37,19 +34,7 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=200, help="ticks fired for the per-tick figure")
     args = parser.parse_args()
 
-    from devtools.servers import PostgresServer, RedisServer
-
-    with tempfile.TemporaryDirectory(prefix="chaosplane-bench-") as tmp, PostgresServer(Path(tmp) / "pg") as pg, \
-            RedisServer(Path(tmp) / "redis") as redis:
-        os.environ.update(DATABASE_URL=pg.url, REDIS_URL=redis.url, SECRET_KEY=secrets.token_urlsafe(40), DEBUG="0")
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-        os.environ.setdefault("LOG_LEVEL", "WARNING")
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
+    with platform_database():
         started = time.monotonic()
         schedules = seed(args.schedules)
         print(f"seeded {args.schedules} schedules over 100 tenants in {time.monotonic() - started:.1f} s")

@@ -14,10 +14,7 @@ Tasks go to the bench's own Redis that no worker reads: the figures are the cont
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import sys
-import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,7 +24,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import percentiles  # noqa: E402
+from bench.common import percentiles, platform_database  # noqa: E402
 
 
 class Ok(BaseHTTPRequestHandler):
@@ -51,19 +48,7 @@ def main() -> None:
     parser.add_argument("--attempts", type=int, default=500)
     args = parser.parse_args()
 
-    from devtools.servers import PostgresServer, RedisServer
-
-    with tempfile.TemporaryDirectory(prefix="chaosplane-bench-") as tmp, PostgresServer(Path(tmp) / "pg") as pg, \
-            RedisServer(Path(tmp) / "redis") as redis:
-        os.environ.update(DATABASE_URL=pg.url, REDIS_URL=redis.url, SECRET_KEY=secrets.token_urlsafe(40), DEBUG="0")
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-        os.environ.setdefault("LOG_LEVEL", "WARNING")
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
+    with platform_database():
         server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
