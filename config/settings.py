@@ -216,6 +216,11 @@ PUBLIC_URL = os.environ.get("PUBLIC_URL", "").rstrip("/")
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "chaosplane@localhost")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_flag("EMAIL_USE_TLS")
 CELERY_BEAT_SCHEDULE = {
     "reap-runs": {"task": "experiments.tasks.reap", "schedule": REAPER_INTERVAL_SECONDS},
     "fire-schedules": {"task": "experiments.tasks.fire_schedules", "schedule": SCHEDULER_SWEEP_SECONDS},
