@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
-from django.test import Client, override_settings
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -17,6 +17,7 @@ from injector import services
 from injector.models import Agent, Environment
 from tenants.actors import Actor
 from tenants.models import AuditEntry
+from tests.portal.test_portal import main, signed_in, text
 
 SYSTEM = Actor.system_actor("system:test")
 REGISTRATION_TOKEN = re.compile(r"cpr_[0-9a-f]+_[A-Za-z0-9_-]+")
@@ -24,22 +25,6 @@ GATEWAY = "agents.chaosplane.example:7443"
 SA_TOKEN = "sa-token-do-not-show-1"
 AWS_SECRET = "aws-secret-do-not-show-1"
 CA_PEM_MARK = "-----BEGIN CERTIFICATE-----"
-
-
-def signed_in(member: Any) -> Client:
-    client = Client()
-    client.force_login(member.user)
-    return client
-
-
-def text(response: Any) -> str:
-    return response.content.decode()
-
-
-def main(response: Any) -> str:
-    """The page's own content, without the shared header and tabs (sign-out and halt forms)."""
-    page = text(response)
-    return page[page.index("<main>"):page.index("</main>")]
 
 
 def kinds(manifest: str) -> list[str]:

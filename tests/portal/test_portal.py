@@ -40,6 +40,12 @@ def text(response: Any) -> str:
     return response.content.decode()
 
 
+def main(response: Any) -> str:
+    """The page's own content, without the shared header and tabs (sign-out and halt forms)."""
+    page = text(response)
+    return page[page.index("<main>"):page.index("</main>")]
+
+
 def audit_count(tenant: Tenant) -> int:
     return AuditEntry.objects.filter(tenant=tenant).count()
 

@@ -7,26 +7,11 @@ import re
 from typing import Any
 
 import pytest
-from django.test import Client
 
 from tenants.models import AuditEntry, Policy
+from tests.portal.test_portal import main, signed_in, text
 
 SAVED = "Saved the policy."
-
-
-def signed_in(member: Any) -> Client:
-    client = Client()
-    client.force_login(member.user)
-    return client
-
-
-def text(response: Any) -> str:
-    return response.content.decode()
-
-
-def main(response: Any) -> str:
-    page = text(response)
-    return page[page.index("<main>"):page.index("</main>")]
 
 
 def policy_form(**changes: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from reports.models import AuditReportSubscription
 from tenants.models import AuditEntry
 from tests.experiments.runs_harness import SYSTEM, host_experiment, hosts_environment
 from tests.portal.test_browser import page, portal_server  # noqa: F401 - the fixtures
-from tests.portal.test_portal import signed_in, text
+from tests.portal.test_portal import main, signed_in, text
 from tests.tenants.test_audit import tamper
 
 pytestmark = pytest.mark.django_db
@@ -30,11 +30,6 @@ REPORTS = "/t/acme/settings/reports/"
 def run(world: Any) -> Any:
     hosts_environment(world.acme, agents=2)
     return runs.start_run(SYSTEM, host_experiment(world.acme, "cpu"), "lab", publish=False, dry_run=True)
-
-
-def main(response: Any) -> str:
-    whole = text(response)
-    return whole[whole.index("<main>"):whole.index("</main>")]
 
 
 # A run's report -----------------------------------------------------------------------------------

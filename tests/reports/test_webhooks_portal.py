@@ -7,25 +7,19 @@ import re
 from typing import Any
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from reports import services
 from reports.models import Webhook, WebhookDelivery
 from tenants.models import AuditEntry
 from tests.experiments.runs_harness import SYSTEM
+from tests.portal.test_portal import signed_in
 
 from .receiver import receiver
 
 pytestmark = pytest.mark.django_db
 PAGE = "/t/acme/settings/webhooks/"
 SECRET_SHOWN = re.compile(r'value="(whsec_[A-Za-z0-9_-]+)"')
-
-
-def signed_in(member: Any) -> Client:
-    client = Client()
-    client.force_login(member.user)
-    return client
 
 
 def make_hook(world: Any, url: str = "http://127.0.0.1:9/hooks/chaos-s3cr3t-path", **extra: Any) -> Webhook:
